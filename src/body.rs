@@ -1,0 +1,124 @@
+//! The response body: a whole buffer, or a watch that yields events as
+//! they are committed.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::event::Event;
+use crate::store::WatchGuard;
+
+/// A response body.
+pub enum ApiBody {
+    /// A complete body (possibly empty).
+    Full(Option<Bytes>),
+    /// A watch.
+    Watch(WatchBody),
+}
+
+impl ApiBody {
+    /// A complete body.
+    pub fn full(b: impl Into<Bytes>) -> ApiBody {
+        ApiBody::Full(Some(b.into()))
+    }
+
+    /// No body.
+    pub fn empty() -> ApiBody {
+        ApiBody::Full(None)
+    }
+}
+
+/// A watch in progress. Dropping it (the client went away) removes the
+/// watcher from the hub at once.
+pub struct WatchBody {
+    state: State,
+    _guard: Option<WatchGuard>,
+}
+
+enum State {
+    Ready(Option<Bytes>),
+    Once(oneshot::Receiver<Arc<Event>>),
+    Stream(mpsc::Receiver<Arc<Event>>),
+}
+
+impl WatchBody {
+    /// A watch answered at once from history.
+    pub fn ready(e: &Event) -> WatchBody {
+        WatchBody {
+            state: State::Ready(Some(e.json())),
+            _guard: None,
+        }
+    }
+
+    /// A watch for the next matching event.
+    pub fn once(rx: oneshot::Receiver<Arc<Event>>, guard: WatchGuard) -> WatchBody {
+        WatchBody {
+            state: State::Once(rx),
+            _guard: Some(guard),
+        }
+    }
+
+    /// A stream of events.
+    pub fn stream(rx: mpsc::Receiver<Arc<Event>>, guard: WatchGuard) -> WatchBody {
+        WatchBody {
+            state: State::Stream(rx),
+            _guard: Some(guard),
+        }
+    }
+}
+
+impl Body for ApiBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ApiBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ApiBody::Watch(w) => match &mut w.state {
+                State::Ready(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+                State::Once(rx) => match Pin::new(rx).poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Ok(e)) => {
+                        w.state = State::Ready(None);
+                        w._guard = None;
+                        Poll::Ready(Some(Ok(Frame::data(e.json()))))
+                    }
+                    Poll::Ready(Err(_)) => {
+                        w.state = State::Ready(None);
+                        Poll::Ready(None)
+                    }
+                },
+                State::Stream(rx) => match rx.poll_recv(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(e)) => Poll::Ready(Some(Ok(Frame::data(e.json())))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                },
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ApiBody::Full(b) => b.is_none(),
+            ApiBody::Watch(w) => matches!(w.state, State::Ready(None)),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ApiBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ApiBody::Full(None) => SizeHint::with_exact(0),
+            ApiBody::Watch(_) => SizeHint::default(),
+        }
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,252 @@
+//! The command line. Every error a user can cause ends in one line naming
+//! the file or field, and exit status 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::api::App;
+use crate::config::{io_reason, Backend, Config};
+use crate::policy::Policy;
+use crate::store::{now_nanos, Store};
+
+#[derive(Parser)]
+#[command(name = "keygate", version, about = "An etcd v2 gateway with mTLS and per-prefix access control")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file.
+        #[arg(long, default_value = "config/keygate.toml")]
+        config: PathBuf,
+        /// Allow the development CA on a non-loopback listener.
+        #[arg(long)]
+        allow_dev_certs: bool,
+    },
+    /// Validate the configuration, its files and certificates; print a summary.
+    Check {
+        /// Configuration file.
+        #[arg(long, default_value = "config/keygate.toml")]
+        config: PathBuf,
+    },
+    /// Make a development CA, a server certificate and sample client certificates.
+    DevCerts {
+        /// Output directory.
+        #[arg(long, default_value = "certs-dev")]
+        out: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs the command line; returns the exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let res = match cli.command {
+        Command::Serve {
+            config,
+            allow_dev_certs,
+        } => serve(&config, allow_dev_certs),
+        Command::Check { config } => check(&config),
+        Command::DevCerts { out, force } => crate::devcerts::generate(&out, force).map(|()| {
+            println!("wrote development certificates to {} (never use them in production)", out.display());
+        }),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("keygate: {msg}");
+            2
+        }
+    }
+}
+
+fn check(path: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
+    println!("{}: OK", path.display());
+    println!("listen {} (advertised as {})", config.server.listen, config.server.advertise_url);
+    for (name, role) in &config.roles {
+        println!(
+            "role {name}: read {:?} write {:?}{}",
+            role.read,
+            role.write,
+            if role.admin { " admin" } else { "" }
+        );
+    }
+    for (i, b) in config.binds.iter().enumerate() {
+        println!("bind[{i}] -> roles {:?}", b.roles);
+    }
+    if uses_dev_ca(&config)? {
+        println!("warning: tls.client_ca contains the development CA, whose private key is public");
+    }
+    Ok(())
+}
+
+fn uses_dev_ca(config: &Config) -> Result<bool, String> {
+    let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
+    Ok(roots.iter().any(|der| {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c.subject().to_string().contains(crate::tls::DEV_CA_MARKER))
+            .unwrap_or(false)
+    }))
+}
+
+/// Reads the cluster id from `data_dir`, making one at first start.
+fn cluster_id(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join("cluster-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let id = s.trim().to_string();
+            if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(id)
+            } else {
+                Err(format!("{}: not a 16-hex-digit cluster id: restore it or remove the data directory", path.display()))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = [0u8; 8];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+                .map_err(|_| "no system randomness for the cluster id".to_string())?;
+            let id = crate::identity::hex(&b);
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| format!("{}: cannot write: {} (backend.data_dir)", path.display(), io_reason(&e)))?;
+            Ok(id)
+        }
+        Err(e) => Err(format!("{}: cannot read: {} (backend.data_dir)", path.display(), io_reason(&e))),
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Raises the open-files limit to its hard maximum; fails when
+/// `max_connections` cannot fit under it.
+fn raise_nofile(max_connections: usize) -> Result<(), String> {
+    let (soft, hard) = rlimit::Resource::NOFILE
+        .get()
+        .map_err(|e| format!("cannot read the open-files limit: {e}"))?;
+    if soft < hard {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+    let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((soft, hard));
+    let needed = max_connections as u64 + 64;
+    if soft < needed {
+        return Err(format!(
+            "server.max_connections: {max_connections} connections need {needed} open files but the limit is {soft}: lower it or raise the limit (ulimit -n)"
+        ));
+    }
+    Ok(())
+}
+
+fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    init_logging(&config.log.format);
+    let tls = crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
+    let addr: SocketAddr = config
+        .server
+        .listen
+        .parse()
+        .map_err(|_| format!("{}: server.listen: invalid address", path.display()))?;
+    if uses_dev_ca(&config)? {
+        if !addr.ip().is_loopback() && !allow_dev_certs {
+            return Err(format!(
+                "{}: tls.client_ca contains the development CA (its key is public) and server.listen {} is not loopback: use your own CA, or pass --allow-dev-certs",
+                path.display(),
+                config.server.listen
+            ));
+        }
+        tracing::warn!("tls.client_ca contains the development CA: its private key is public, anyone can make a client certificate");
+    }
+    raise_nofile(config.server.max_connections)?;
+    let data_dir = match &config.backend {
+        Backend::Embedded { data_dir } => data_dir.clone(),
+        Backend::Upstream { .. } => {
+            return Err(format!(
+                "{}: backend.kind: \"upstream\" is not available in this version: use \"embedded\"",
+                path.display()
+            ))
+        }
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        format!("{}: cannot create: {} (backend.data_dir)", data_dir.display(), io_reason(&e))
+    })?;
+    let cluster_id = cluster_id(&data_dir)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            format!(
+                "{}: server.listen: cannot listen on {addr}: {}",
+                path.display(),
+                io_reason(&e)
+            )
+        })?;
+        let store = Store::memory();
+        let app = Arc::new(App {
+            store: store.clone(),
+            policy: Policy::allow_all(),
+            cluster_id,
+            name: "keygate".into(),
+            advertise_url: config.server.advertise_url.clone(),
+            max_body_bytes: config.server.max_body_bytes,
+            started: now_nanos(),
+        });
+        tracing::info!(
+            listen = %addr,
+            advertise_url = %config.server.advertise_url,
+            backend = "embedded",
+            data_dir = %data_dir.display(),
+            binds = config.binds.len(),
+            roles = config.roles.len(),
+            "keygate listening"
+        );
+        tracing::warn!("access control NOT enforced: every verified client has full access");
+        crate::server::run(listener, tls, app, config.server.clone(), shutdown_signal()).await;
+        store.shutdown();
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

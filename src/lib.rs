@@ -1,0 +1,27 @@
+//! keygate: an etcd v2 gateway that admits only clients with a verified
+//! certificate and serves the v2 keys API from its own store.
+//!
+//! The request path, in module order:
+//! - [`server`]: TLS handshake ([`tls`]), the client's [`identity`] from its
+//!   verified leaf, HTTP/1.1 and HTTP/2;
+//! - [`api`]: routing on the raw path, then for keys requests one parse
+//!   ([`v2::request`]) → [`policy`] (which alone makes a
+//!   [`policy::Permitted`] request) → the backend ([`store`]) → etcd's JSON
+//!   ([`store::event`], [`v2::error`]);
+//! - [`config`] reads the TOML file, [`cli`] the command line,
+//!   [`devcerts`] makes development certificates.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod devcerts;
+pub mod identity;
+pub mod policy;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod v2;

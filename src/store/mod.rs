@@ -1,0 +1,856 @@
+//! The embedded etcd v2 store.
+//!
+//! Every mutation is one [`WriteOp`] sent to a single writer thread, which
+//! applies operations in index order to a private next version of the tree,
+//! hands the batch to the [`Journal`] (the commit point: durability attaches
+//! there), and only then publishes the new tree, the index, the watch
+//! events and the answers. Readers load the published tree without locks,
+//! so nothing uncommitted is ever visible.
+
+pub mod event;
+pub mod tree;
+pub mod watch;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+use crate::v2::error::{self as code, EtcdError};
+use event::{Action, Event, NodeRepr};
+use tree::{components, lookup, Kind, Lookup, Node};
+pub use watch::{Hub, Interest, Started, WatchGuard};
+
+/// Unix time in nanoseconds, from the wall clock (expirations are wall
+/// times, as in etcd).
+pub fn now_nanos() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// Expirations before 2000-01-01 mean "permanent", as in etcd.
+const MIN_EXPIRE: i64 = 946_684_800_000_000_000;
+
+/// A committed version of the store.
+pub struct Snapshot {
+    /// The root directory.
+    pub root: Arc<Node>,
+    /// The index of the last committed write.
+    pub index: u64,
+}
+
+/// A write, as the keys API asks for it.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// PUT.
+    Put {
+        /// Canonical key.
+        key: String,
+        /// `value`.
+        value: String,
+        /// `dir=true`.
+        dir: bool,
+        /// Absolute expiration from `ttl`, Unix nanoseconds.
+        expire: Option<i64>,
+        /// `refresh=true`.
+        refresh: bool,
+        /// `prevExist`.
+        prev_exist: Option<bool>,
+        /// `prevValue` (empty: none).
+        prev_value: String,
+        /// `prevIndex` (0: none).
+        prev_index: u64,
+    },
+    /// POST: create an in-order key below `key`.
+    Post {
+        /// Canonical key of the parent.
+        key: String,
+        /// `value`.
+        value: String,
+        /// `dir=true`.
+        dir: bool,
+        /// Absolute expiration.
+        expire: Option<i64>,
+    },
+    /// DELETE.
+    Delete {
+        /// Canonical key.
+        key: String,
+        /// `dir=true`.
+        dir: bool,
+        /// `recursive=true`.
+        recursive: bool,
+        /// `prevValue` (empty: none).
+        prev_value: String,
+        /// `prevIndex` (0: none).
+        prev_index: u64,
+    },
+}
+
+/// The answer to a committed write: the event and the store index after it.
+pub type WriteResult = Result<(Arc<Event>, u64), EtcdError>;
+
+/// Where committed batches go before they become visible.
+pub trait Journal: Send {
+    /// Makes the events durable. An error fails the whole batch, and the
+    /// store refuses writes from then on.
+    fn commit(&mut self, events: &[Arc<Event>]) -> std::io::Result<()>;
+}
+
+/// Keeps nothing: the store lives in memory only.
+pub struct MemoryJournal;
+
+impl Journal for MemoryJournal {
+    fn commit(&mut self, _events: &[Arc<Event>]) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// etcd's store statistics.
+#[derive(Default)]
+pub struct Stats {
+    counters: [AtomicU64; 15],
+}
+
+/// Names of the store statistics, in etcd's order.
+pub const STAT_NAMES: [&str; 15] = [
+    "getsSuccess",
+    "getsFail",
+    "setsSuccess",
+    "setsFail",
+    "deleteSuccess",
+    "deleteFail",
+    "updateSuccess",
+    "updateFail",
+    "createSuccess",
+    "createFail",
+    "compareAndSwapSuccess",
+    "compareAndSwapFail",
+    "compareAndDeleteSuccess",
+    "compareAndDeleteFail",
+    "expireCount",
+];
+
+impl Stats {
+    fn bump(&self, i: usize) {
+        self.counters[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values, in [`STAT_NAMES`] order.
+    pub fn values(&self) -> [u64; 15] {
+        std::array::from_fn(|i| self.counters[i].load(Ordering::Relaxed))
+    }
+}
+
+struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    hub: Arc<Mutex<Hub>>,
+    stats: Stats,
+}
+
+enum Command {
+    Write(WriteOp, oneshot::Sender<WriteResult>),
+    Shutdown,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl Store {
+    /// An empty in-memory store.
+    pub fn memory() -> Store {
+        Store::start(Arc::new(Node::dir(0, None)), 0, Box::new(MemoryJournal))
+    }
+
+    /// Starts the writer over a recovered tree.
+    pub fn start(root: Arc<Node>, index: u64, journal: Box<dyn Journal>) -> Store {
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot {
+                root: root.clone(),
+                index,
+            }),
+            hub: Arc::new(Mutex::new(Hub::new(index))),
+            stats: Stats::default(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            shared: shared.clone(),
+            root,
+            index,
+            ttls: BTreeSet::new(),
+            journal,
+            failed: None,
+        };
+        std::thread::Builder::new()
+            .name("keygate-writer".into())
+            .spawn(move || writer.run(rx))
+            .map(|_| ())
+            .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"));
+        Store { shared, tx }
+    }
+
+    /// The latest committed version.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.shared.snapshot.load()
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Number of registered watchers.
+    pub fn watcher_count(&self) -> usize {
+        watch::lock(&self.shared.hub).watcher_count()
+    }
+
+    /// Answers a GET: the JSON body and the index it reflects.
+    pub fn get(&self, key: &str, recursive: bool) -> Result<(Vec<u8>, u64), EtcdError> {
+        let snap = self.snapshot();
+        let res = match lookup(&snap.root, key) {
+            Lookup::Found(node) => {
+                let mut out = Vec::with_capacity(256);
+                event::render_get(&mut out, key, node, recursive, now_nanos());
+                Ok((out, snap.index))
+            }
+            Lookup::Missing(cause) => Err(EtcdError::new(code::KEY_NOT_FOUND, cause, snap.index)),
+            Lookup::NotDir(cause) => Err(EtcdError::new(code::NOT_DIR, cause, snap.index)),
+        };
+        self.shared.stats.bump(if res.is_ok() { 0 } else { 1 });
+        res
+    }
+
+    /// Applies a write; answers once it is committed and published.
+    pub async fn write(&self, op: WriteOp) -> WriteResult {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Write(op, tx)).is_err() {
+            return Err(stopped());
+        }
+        rx.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Starts a watch. `Err` is etcd's 401 (history cleared).
+    pub fn watch(
+        &self,
+        key: &str,
+        recursive: bool,
+        stream: bool,
+        since: u64,
+        interest: Option<Interest>,
+    ) -> Result<(Started, u64), EtcdError> {
+        Hub::watch(&self.shared.hub, key, recursive, stream, since, interest).map_err(
+            |(start, current)| {
+                EtcdError::new(
+                    code::EVENT_INDEX_CLEARED,
+                    format!("the requested history has been cleared [{start}/{since}]"),
+                    current,
+                )
+            },
+        )
+    }
+
+    /// Stops the writer after the writes already queued.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+    }
+}
+
+fn stopped() -> EtcdError {
+    EtcdError::new(code::RAFT_INTERNAL, "store is shutting down", 0)
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    /// The working version: published plus what this batch applied.
+    root: Arc<Node>,
+    index: u64,
+    /// (expiration, key, createdIndex) of nodes with a TTL; stale entries
+    /// are skipped when they come due.
+    ttls: BTreeSet<(i64, String, u64)>,
+    journal: Box<dyn Journal>,
+    failed: Option<String>,
+}
+
+const MAX_BATCH: usize = 4096;
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        self.scan_ttls();
+        loop {
+            let first = match self.next_deadline() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_sub(now_nanos());
+                    if wait <= 0 {
+                        self.commit_batch(Vec::new());
+                        continue;
+                    }
+                    match rx.recv_timeout(Duration::from_nanos(wait as u64)) {
+                        Ok(c) => c,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            self.commit_batch(Vec::new());
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                None => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => return,
+                },
+            };
+            let mut batch = Vec::new();
+            let mut stop = false;
+            let mut next = Some(first);
+            while let Some(cmd) = next {
+                match cmd {
+                    Command::Write(op, reply) => batch.push((op, reply)),
+                    Command::Shutdown => {
+                        stop = true;
+                        break;
+                    }
+                }
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            self.commit_batch(batch);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<i64> {
+        self.ttls.first().map(|t| t.0)
+    }
+
+    fn scan_ttls(&mut self) {
+        let mut stack: Vec<(String, Arc<Node>)> = vec![(String::new(), self.root.clone())];
+        while let Some((key, node)) = stack.pop() {
+            if let Some(e) = node.expiration {
+                self.ttls.insert((e, key.clone(), node.created));
+            }
+            if let Kind::Dir(children) = &node.kind {
+                for (name, child) in children.iter() {
+                    stack.push((format!("{key}/{name}"), child.clone()));
+                }
+            }
+        }
+    }
+
+    /// Applies expiries that are due and the batch, commits, publishes.
+    fn commit_batch(&mut self, batch: Vec<(WriteOp, oneshot::Sender<WriteResult>)>) {
+        if let Some(cause) = &self.failed {
+            for (_, reply) in batch {
+                let _ = reply.send(Err(EtcdError::new(
+                    code::RAFT_INTERNAL,
+                    cause.clone(),
+                    self.index,
+                )));
+            }
+            return;
+        }
+        let base_root = self.root.clone();
+        let base_index = self.index;
+        let base_ttls = self.ttls.clone();
+        let mut events: Vec<Arc<Event>> = Vec::new();
+        let mut stat_marks: Vec<usize> = Vec::new();
+        self.expire_due(now_nanos(), &mut events, &mut stat_marks);
+        let mut answers = Vec::with_capacity(batch.len());
+        for (op, reply) in batch {
+            let (kind, res) = self.apply(op);
+            let stat = stat_index(kind, res.is_ok());
+            stat_marks.push(stat);
+            match res {
+                Ok(e) => {
+                    let e = Arc::new(e);
+                    events.push(e.clone());
+                    answers.push((reply, Ok((e, self.index))));
+                }
+                Err(err) => answers.push((reply, Err(err))),
+            }
+        }
+        if !events.is_empty() {
+            if let Err(err) = self.journal.commit(&events) {
+                let cause = err.to_string();
+                tracing::error!(error = %cause, "commit failed: refusing writes from now on");
+                self.failed = Some(cause.clone());
+                self.root = base_root;
+                self.index = base_index;
+                self.ttls = base_ttls;
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(EtcdError::new(
+                        code::RAFT_INTERNAL,
+                        cause.clone(),
+                        base_index,
+                    )));
+                }
+                return;
+            }
+        }
+        // Committed: publish the tree, then the events, then the answers.
+        self.shared.snapshot.store(Arc::new(Snapshot {
+            root: self.root.clone(),
+            index: self.index,
+        }));
+        for s in stat_marks {
+            self.shared.stats.bump(s);
+        }
+        if !events.is_empty() {
+            watch::lock(&self.shared.hub).publish(&events, self.index);
+        }
+        for (reply, res) in answers {
+            let _ = reply.send(res);
+        }
+    }
+
+    fn expire_due(&mut self, now: i64, events: &mut Vec<Arc<Event>>, stats: &mut Vec<usize>) {
+        while let Some(first) = self.ttls.first() {
+            if first.0 > now {
+                break;
+            }
+            let Some((exp, key, created)) = self.ttls.pop_first() else {
+                break;
+            };
+            let current = match lookup(&self.root, &key) {
+                Lookup::Found(n) if n.expiration == Some(exp) && n.created == created => n.clone(),
+                _ => continue,
+            };
+            let next = self.index + 1;
+            let prev = NodeRepr::of(&key, &current, now);
+            let mut node = bare(&key, next, current.created);
+            node.dir = current.is_dir();
+            remove_node(&mut self.root, &key);
+            self.index = next;
+            events.push(Arc::new(Event::new(Action::Expire, node, Some(prev))));
+            stats.push(14);
+        }
+    }
+
+    fn apply(&mut self, op: WriteOp) -> (Action, Result<Event, EtcdError>) {
+        let now = now_nanos();
+        match op {
+            WriteOp::Put {
+                key,
+                value,
+                dir,
+                expire,
+                refresh,
+                prev_exist,
+                prev_value,
+                prev_index,
+            } => {
+                let expire = expire.filter(|e| *e >= MIN_EXPIRE);
+                match prev_exist {
+                    Some(true) if prev_index == 0 && prev_value.is_empty() => (
+                        Action::Update,
+                        self.update(&key, value, expire, refresh, now),
+                    ),
+                    Some(true) => (
+                        Action::CompareAndSwap,
+                        self.cas(&key, &prev_value, prev_index, value, expire, refresh, now),
+                    ),
+                    Some(false) => (
+                        Action::Create,
+                        self.create(&key, dir, value, false, false, expire, Action::Create, now),
+                    ),
+                    None if prev_index > 0 || !prev_value.is_empty() => (
+                        Action::CompareAndSwap,
+                        self.cas(&key, &prev_value, prev_index, value, expire, refresh, now),
+                    ),
+                    None => (Action::Set, self.set(&key, dir, value, expire, refresh, now)),
+                }
+            }
+            WriteOp::Post {
+                key,
+                value,
+                dir,
+                expire,
+            } => {
+                let expire = expire.filter(|e| *e >= MIN_EXPIRE);
+                (
+                    Action::Create,
+                    self.create(&key, dir, value, true, false, expire, Action::Create, now),
+                )
+            }
+            WriteOp::Delete {
+                key,
+                dir,
+                recursive,
+                prev_value,
+                prev_index,
+            } => {
+                if prev_index > 0 || !prev_value.is_empty() {
+                    (
+                        Action::CompareAndDelete,
+                        self.cad(&key, &prev_value, prev_index, now),
+                    )
+                } else {
+                    (Action::Delete, self.delete(&key, dir, recursive, now))
+                }
+            }
+        }
+    }
+
+    fn err(&self, code: u16, cause: impl Into<String>) -> EtcdError {
+        EtcdError::new(code, cause, self.index)
+    }
+
+    fn get_node(&self, key: &str) -> Result<Arc<Node>, EtcdError> {
+        match lookup(&self.root, key) {
+            Lookup::Found(n) => Ok(n.clone()),
+            Lookup::Missing(c) => Err(self.err(code::KEY_NOT_FOUND, c)),
+            Lookup::NotDir(c) => Err(self.err(code::NOT_DIR, c)),
+        }
+    }
+
+    fn set(
+        &mut self,
+        key: &str,
+        dir: bool,
+        value: String,
+        expire: Option<i64>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Event, EtcdError> {
+        let existing = match self.get_node(key) {
+            Ok(n) => Some(n),
+            Err(e) if e.code == code::KEY_NOT_FOUND => {
+                if refresh {
+                    return Err(e);
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let value = match (&existing, refresh) {
+            (Some(n), true) => n.value_str().map(|v| v.to_string()).unwrap_or_default(),
+            _ => value,
+        };
+        let mut e = self.create(key, dir, value, false, true, expire, Action::Set, now)?;
+        if let Some(n) = existing {
+            e.prev = Some(NodeRepr::of(key, &n, now));
+        }
+        e.refresh = refresh;
+        Ok(e)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        key: &str,
+        dir: bool,
+        value: String,
+        unique: bool,
+        replace: bool,
+        expire: Option<i64>,
+        action: Action,
+        now: i64,
+    ) -> Result<Event, EtcdError> {
+        let next = self.index + 1;
+        let owned;
+        let key = if unique {
+            owned = if key == "/" {
+                format!("/{next:020}")
+            } else {
+                format!("{key}/{next:020}")
+            };
+            owned.as_str()
+        } else {
+            key
+        };
+        if key == "/" {
+            return Err(self.err(code::ROOT_RONLY, "/"));
+        }
+        let (parent, name) = split_parent(key);
+        // Check everything before changing anything.
+        let mut cur = &self.root;
+        let mut parent_exists = true;
+        for comp in components(parent) {
+            let Some(children) = cur.children() else {
+                unreachable_dir();
+                break;
+            };
+            match children.get(comp) {
+                Some(c) if c.is_dir() => cur = c,
+                Some(_) => {
+                    let end = comp.as_ptr() as usize - parent.as_ptr() as usize + comp.len();
+                    return Err(self.err(code::NOT_FILE, &parent[..end]));
+                }
+                None => {
+                    parent_exists = false;
+                    break;
+                }
+            }
+        }
+        let mut prev = None;
+        if parent_exists {
+            if let Some(existing) = cur.children().and_then(|c| c.get(name)) {
+                if !replace {
+                    return Err(self.err(code::NODE_EXIST, key));
+                }
+                if existing.is_dir() {
+                    return Err(self.err(code::NOT_FILE, key));
+                }
+                prev = Some(NodeRepr::of(key, existing, now));
+            }
+        }
+        let node = if dir {
+            Node::dir(next, expire)
+        } else {
+            Node::value(next, Arc::from(value.as_str()), expire)
+        };
+        let repr = NodeRepr::of(key, &node, now);
+        let children = make_dirs(&mut self.root, parent, next);
+        children.insert(Arc::from(name), Arc::new(node));
+        if let Some(e) = expire {
+            self.ttls.insert((e, key.to_string(), next));
+        }
+        self.index = next;
+        Ok(Event::new(action, repr, prev))
+    }
+
+    fn update(
+        &mut self,
+        key: &str,
+        value: String,
+        expire: Option<i64>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Event, EtcdError> {
+        if key == "/" {
+            return Err(self.err(code::ROOT_RONLY, "/"));
+        }
+        let n = self.get_node(key)?;
+        if n.is_dir() && !value.is_empty() {
+            return Err(self.err(code::NOT_FILE, key));
+        }
+        let value = if refresh {
+            n.value_str().map(|v| v.to_string()).unwrap_or_default()
+        } else {
+            value
+        };
+        let next = self.index + 1;
+        let prev = NodeRepr::of(key, &n, now);
+        let node = node_mut(&mut self.root, key);
+        if let Kind::Value(v) = &mut node.kind {
+            *v = Arc::from(value.as_str());
+            node.modified = next;
+        }
+        node.expiration = expire;
+        let mut repr = NodeRepr::of(key, node, now);
+        repr.modified = next;
+        if let Some(e) = expire {
+            self.ttls.insert((e, key.to_string(), n.created));
+        }
+        self.index = next;
+        let mut e = Event::new(Action::Update, repr, Some(prev));
+        e.refresh = refresh;
+        Ok(e)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cas(
+        &mut self,
+        key: &str,
+        prev_value: &str,
+        prev_index: u64,
+        value: String,
+        expire: Option<i64>,
+        refresh: bool,
+        now: i64,
+    ) -> Result<Event, EtcdError> {
+        if key == "/" {
+            return Err(self.err(code::ROOT_RONLY, "/"));
+        }
+        let n = self.get_node(key)?;
+        if n.is_dir() {
+            return Err(self.err(code::NOT_FILE, key));
+        }
+        self.compare(&n, prev_value, prev_index)?;
+        let value = if refresh {
+            n.value_str().map(|v| v.to_string()).unwrap_or_default()
+        } else {
+            value
+        };
+        let next = self.index + 1;
+        let prev = NodeRepr::of(key, &n, now);
+        let node = node_mut(&mut self.root, key);
+        node.kind = Kind::Value(Arc::from(value.as_str()));
+        node.modified = next;
+        node.expiration = expire;
+        let repr = NodeRepr::of(key, node, now);
+        if let Some(e) = expire {
+            self.ttls.insert((e, key.to_string(), n.created));
+        }
+        self.index = next;
+        let mut e = Event::new(Action::CompareAndSwap, repr, Some(prev));
+        e.refresh = refresh;
+        Ok(e)
+    }
+
+    fn compare(&self, n: &Node, prev_value: &str, prev_index: u64) -> Result<(), EtcdError> {
+        let value = n.value_str().map(|v| &**v).unwrap_or("");
+        let index_ok = prev_index == 0 || n.modified == prev_index;
+        let value_ok = prev_value.is_empty() || value == prev_value;
+        let cause = match (value_ok, index_ok) {
+            (true, true) => return Ok(()),
+            (false, true) => format!("[{prev_value} != {value}]"),
+            (true, false) => format!("[{prev_index} != {}]", n.modified),
+            (false, false) => format!(
+                "[{prev_value} != {value}] [{prev_index} != {}]",
+                n.modified
+            ),
+        };
+        Err(self.err(code::TEST_FAILED, cause))
+    }
+
+    fn delete(
+        &mut self,
+        key: &str,
+        dir: bool,
+        recursive: bool,
+        now: i64,
+    ) -> Result<Event, EtcdError> {
+        if key == "/" {
+            return Err(self.err(code::ROOT_RONLY, "/"));
+        }
+        let dir = dir || recursive;
+        let n = self.get_node(key)?;
+        if let Some(children) = n.children() {
+            if !dir {
+                return Err(self.err(code::NOT_FILE, key));
+            }
+            if !children.is_empty() && !recursive {
+                return Err(self.err(code::DIR_NOT_EMPTY, key));
+            }
+        }
+        let next = self.index + 1;
+        let prev = NodeRepr::of(key, &n, now);
+        let mut node = bare(key, next, n.created);
+        node.dir = n.is_dir();
+        drop(n);
+        remove_node(&mut self.root, key);
+        self.index = next;
+        Ok(Event::new(Action::Delete, node, Some(prev)))
+    }
+
+    fn cad(
+        &mut self,
+        key: &str,
+        prev_value: &str,
+        prev_index: u64,
+        now: i64,
+    ) -> Result<Event, EtcdError> {
+        let n = self.get_node(key)?;
+        if n.is_dir() {
+            // etcd reports the root with an empty (omitted) cause.
+            let cause = if key == "/" { "" } else { key };
+            return Err(self.err(code::NOT_FILE, cause));
+        }
+        self.compare(&n, prev_value, prev_index)?;
+        let next = self.index + 1;
+        let prev = NodeRepr::of(key, &n, now);
+        let node = bare(key, next, n.created);
+        drop(n);
+        remove_node(&mut self.root, key);
+        self.index = next;
+        Ok(Event::new(Action::CompareAndDelete, node, Some(prev)))
+    }
+}
+
+fn unreachable_dir() {
+    debug_assert!(false, "walk reached a key where a directory was checked");
+}
+
+fn stat_index(action: Action, ok: bool) -> usize {
+    let base = match action {
+        Action::Get => 0,
+        Action::Set => 2,
+        Action::Delete => 4,
+        Action::Update => 6,
+        Action::Create => 8,
+        Action::CompareAndSwap => 10,
+        Action::CompareAndDelete => 12,
+        Action::Expire => return 14,
+    };
+    if ok {
+        base
+    } else {
+        base + 1
+    }
+}
+
+fn bare(key: &str, modified: u64, created: u64) -> NodeRepr {
+    NodeRepr {
+        key: key.to_string(),
+        value: None,
+        dir: false,
+        expiration: None,
+        ttl: 0,
+        modified,
+        created,
+    }
+}
+
+/// Splits a canonical key (not the root) into parent and name.
+fn split_parent(key: &str) -> (&str, &str) {
+    match key.rfind('/') {
+        Some(0) => ("/", &key[1..]),
+        Some(i) => (&key[..i], &key[i + 1..]),
+        None => ("/", key),
+    }
+}
+
+/// The children of the directory at `path`, creating missing directories
+/// with `index` (callers have checked that no key is in the way).
+fn make_dirs<'a>(root: &'a mut Arc<Node>, path: &str, index: u64) -> &'a mut tree::Children {
+    let mut cur: &mut Node = Arc::make_mut(root);
+    for comp in components(path) {
+        if !cur.is_dir() {
+            // Callers checked; replace rather than panic.
+            cur.kind = Kind::Dir(Default::default());
+        }
+        let Kind::Dir(children) = &mut cur.kind else {
+            unreachable!("just made a directory")
+        };
+        let child = children
+            .entry(Arc::from(comp))
+            .or_insert_with(|| Arc::new(Node::dir(index, None)));
+        cur = Arc::make_mut(child);
+    }
+    if !cur.is_dir() {
+        cur.kind = Kind::Dir(Default::default());
+    }
+    match &mut cur.kind {
+        Kind::Dir(children) => children,
+        Kind::Value(_) => unreachable!("just made a directory"),
+    }
+}
+
+/// The node at `key`, made unique along the path (callers checked it exists).
+fn node_mut<'a>(root: &'a mut Arc<Node>, key: &str) -> &'a mut Node {
+    let (parent, name) = split_parent(key);
+    let children = make_dirs(root, parent, 0);
+    let child = children
+        .entry(Arc::from(name))
+        .or_insert_with(|| Arc::new(Node::dir(0, None)));
+    Arc::make_mut(child)
+}
+
+/// Removes the node at `key` (callers checked it exists).
+fn remove_node(root: &mut Arc<Node>, key: &str) {
+    let (parent, name) = split_parent(key);
+    let children = make_dirs(root, parent, 0);
+    children.remove(name);
+}

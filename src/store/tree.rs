@@ -1,0 +1,142 @@
+//! The v2 key tree as a persistent (structurally shared) data structure.
+//!
+//! The writer builds the next version of the tree beside the published one
+//! (copy-on-write along the touched path), so readers always see a complete,
+//! committed version and never wait for a writer.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+/// Children of a directory, sorted by name.
+pub type Children = OrdMap<Arc<str>, Arc<Node>>;
+
+/// One key or directory.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Index of the write that created the node.
+    pub created: u64,
+    /// Index of the last write that changed the node.
+    pub modified: u64,
+    /// Absolute expiration, Unix nanoseconds; `None` is permanent.
+    pub expiration: Option<i64>,
+    /// Value or children.
+    pub kind: Kind,
+}
+
+/// What a node holds.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// A key with its value.
+    Value(Arc<str>),
+    /// A directory with its children.
+    Dir(Children),
+}
+
+impl Node {
+    /// A new empty directory.
+    pub fn dir(index: u64, expiration: Option<i64>) -> Node {
+        Node {
+            created: index,
+            modified: index,
+            expiration,
+            kind: Kind::Dir(OrdMap::new()),
+        }
+    }
+
+    /// A new key.
+    pub fn value(index: u64, value: Arc<str>, expiration: Option<i64>) -> Node {
+        Node {
+            created: index,
+            modified: index,
+            expiration,
+            kind: Kind::Value(value),
+        }
+    }
+
+    /// Whether this node is a directory.
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Dir(_))
+    }
+
+    /// The children, when a directory.
+    pub fn children(&self) -> Option<&Children> {
+        match &self.kind {
+            Kind::Dir(c) => Some(c),
+            Kind::Value(_) => None,
+        }
+    }
+
+    /// The value, when a key.
+    pub fn value_str(&self) -> Option<&Arc<str>> {
+        match &self.kind {
+            Kind::Value(v) => Some(v),
+            Kind::Dir(_) => None,
+        }
+    }
+}
+
+impl Drop for Node {
+    // Dropping a deep tree must not recurse once per level: move the
+    // children of every node we own alone onto an explicit stack.
+    fn drop(&mut self) {
+        let Kind::Dir(children) = &mut self.kind else {
+            return;
+        };
+        if children.is_empty() {
+            return;
+        }
+        let mut stack = vec![std::mem::take(children)];
+        while let Some(map) = stack.pop() {
+            for (_, child) in map {
+                if let Ok(mut node) = Arc::try_unwrap(child) {
+                    if let Kind::Dir(c) = &mut node.kind {
+                        if !c.is_empty() {
+                            stack.push(std::mem::take(c));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Iterates over the components of a canonical key (`"/"` has none).
+pub fn components(key: &str) -> impl Iterator<Item = &str> {
+    key.split('/').filter(|s| !s.is_empty())
+}
+
+/// Whether a name is hidden from listings (`_name`).
+pub fn is_hidden(name: &str) -> bool {
+    name.starts_with('_')
+}
+
+/// The result of walking a path for reading.
+pub enum Lookup<'a> {
+    /// The node exists.
+    Found(&'a Arc<Node>),
+    /// Component missing; the cause is the path up to and including it.
+    Missing(String),
+    /// A key sits where a directory is needed; the cause is that key's path.
+    NotDir(String),
+}
+
+/// Finds the node at `key` in the tree rooted at `root`, reporting errors the
+/// way etcd's walk does.
+pub fn lookup<'a>(root: &'a Arc<Node>, key: &str) -> Lookup<'a> {
+    let mut cur = root;
+    let mut end = 0usize; // byte offset in key of the path walked so far
+    for comp in components(key) {
+        let Some(children) = cur.children() else {
+            let p = if end == 0 { "/" } else { &key[..end] };
+            return Lookup::NotDir(p.to_string());
+        };
+        let start = comp.as_ptr() as usize - key.as_ptr() as usize;
+        end = start + comp.len();
+        match children.get(comp) {
+            Some(c) => cur = c,
+            None => return Lookup::Missing(key[..end].to_string()),
+        }
+    }
+    Lookup::Found(cur)
+}
