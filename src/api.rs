@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -40,10 +41,29 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub const ETCD_VERSION: &str = "3.4.0";
 
 /// Answers one request from a verified client.
-pub async fn handle(app: Arc<App>, client: Arc<Identity>, req: Request<Incoming>) -> Response<ApiBody> {
+pub async fn handle(
+    app: Arc<App>,
+    client: Arc<Identity>,
+    req: Request<Incoming>,
+) -> Response<ApiBody> {
     if req.method() == Method::CONNECT || req.headers().contains_key(hyper::header::UPGRADE) {
-        return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
+        return close(plain(StatusCode::BAD_REQUEST, "400 Bad Request"));
     }
+    // Read the whole (bounded) body first, whatever the answer: an unread
+    // body would cost the client its keep-alive connection.
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, app.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            let mut r = etcd_error(&EtcdError::request(
+                code::INVALID_FORM,
+                format!("request body larger than {} bytes", app.max_body_bytes),
+            ));
+            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return close(r);
+        }
+    };
+    let req = Request::from_parts(parts, body);
     if req.method() == Method::OPTIONS {
         return Response::new(ApiBody::empty());
     }
@@ -52,7 +72,8 @@ pub async fn handle(app: Arc<App>, client: Arc<Identity>, req: Request<Incoming>
         return keys(&app, &client, req).await;
     }
     let method = req.method().clone();
-    let get = method == Method::GET || method == Method::HEAD;
+    let get = method == Method::GET;
+    let get_or_head = get || method == Method::HEAD;
     match path {
         "/version" => only(get, "GET", || {
             json_response(format!(
@@ -65,13 +86,13 @@ pub async fn handle(app: Arc<App>, client: Arc<Identity>, req: Request<Incoming>
                 .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
             r
         }),
-        "/v2/machines" => only(get, "GET,HEAD", || {
+        "/v2/machines" => only(get_or_head, "GET,HEAD", || {
             let mut r = Response::new(ApiBody::full(app.advertise_url.clone()));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
             r
         }),
-        "/v2/members" => {
+        "/v2/members" | "/v2/members/" => {
             let mut r = only(get, "GET", || {
                 json_response(format!("{{\"members\":[{}]}}\n", member_json(&app)))
             });
@@ -79,7 +100,9 @@ pub async fn handle(app: Arc<App>, client: Arc<Identity>, req: Request<Incoming>
             r
         }
         "/v2/members/leader" => {
-            let mut r = only(get, "GET", || json_response(format!("{}\n", member_json(&app))));
+            let mut r = only(get, "GET", || {
+                json_response(format!("{}\n", member_json(&app)))
+            });
             cluster_header(&app, &mut r);
             r
         }
@@ -88,6 +111,12 @@ pub async fn handle(app: Arc<App>, client: Arc<Identity>, req: Request<Incoming>
                 return denied();
             }
             only(get, "GET", || json_response(stats(&app, path)))
+        }
+        // Membership is keygate's own and fixed: no client changes it.
+        p if p.starts_with("/v2/members/")
+            && matches!(method, Method::POST | Method::PUT | Method::DELETE) =>
+        {
+            method_not_allowed("GET")
         }
         _ => not_found(),
     }
@@ -122,27 +151,24 @@ fn stats(app: &App, path: &str) -> String {
             for (name, v) in STAT_NAMES.iter().zip(app.store.stats().values()) {
                 s.push_str(&format!("\"{name}\":{v},"));
             }
-            s.push_str(&format!("\"watchers\":{}}}\n", app.store.watcher_count()));
+            s.push_str(&format!("\"watchers\":{}}}", app.store.watcher_count()));
             s
         }
-        "/v2/stats/leader" => format!(
-            "{{\"leader\":\"{}\",\"followers\":{{}}}}\n",
-            app.cluster_id
-        ),
+        "/v2/stats/leader" => format!("{{\"leader\":\"{}\",\"followers\":{{}}}}", app.cluster_id),
         _ => {
             let start = crate::v2::json::rfc3339_nanos(app.started);
             let uptime = std::time::Duration::from_nanos((now_nanos() - app.started).max(0) as u64);
             format!(
                 "{{\"name\":\"{}\",\"id\":\"{}\",\"state\":\"StateLeader\",\"startTime\":\"{start}\",\
                  \"leaderInfo\":{{\"leader\":\"{}\",\"uptime\":\"{uptime:?}\",\"startTime\":\"{start}\"}},\
-                 \"recvAppendRequestCnt\":0,\"sendAppendRequestCnt\":0}}\n",
+                 \"recvAppendRequestCnt\":0,\"sendAppendRequestCnt\":0}}",
                 app.name, app.cluster_id, app.cluster_id
             )
         }
     }
 }
 
-async fn keys(app: &App, client: &Identity, req: Request<Incoming>) -> Response<ApiBody> {
+async fn keys(app: &App, client: &Identity, req: Request<Bytes>) -> Response<ApiBody> {
     let (parts, body) = req.into_parts();
     let rest = &parts.uri.path()["/v2/keys".len()..];
     let key = match key_path(rest) {
@@ -156,9 +182,10 @@ async fn keys(app: &App, client: &Identity, req: Request<Incoming>) -> Response<
         }
         KeyPath::BadEscape => return plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
         KeyPath::NotUtf8 => {
-            let mut r = etcd_error(
-                &EtcdError::request(code::INVALID_FIELD, "key is not valid UTF-8"),
-            );
+            let mut r = etcd_error(&EtcdError::request(
+                code::INVALID_FIELD,
+                "key is not valid UTF-8",
+            ));
             cluster_header(app, &mut r);
             return r;
         }
@@ -174,18 +201,8 @@ async fn keys(app: &App, client: &Identity, req: Request<Incoming>) -> Response<
     let mut form = Form::default();
     let mut form_err = None;
     if matches!(method, KeysMethod::Put | KeysMethod::Post) && is_form(&parts.headers) {
-        match Limited::new(body, app.max_body_bytes).collect().await {
-            Ok(b) => {
-                if let Err(e) = form.parse_into(&b.to_bytes()) {
-                    form_err = Some(e);
-                }
-            }
-            Err(_) => {
-                form_err = Some(format!(
-                    "request body larger than {} bytes",
-                    app.max_body_bytes
-                ));
-            }
+        if let Err(e) = form.parse_into(&body) {
+            form_err = Some(e);
         }
     }
     if let Some(q) = parts.uri.query() {
@@ -213,7 +230,10 @@ fn is_form(headers: &hyper::HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// Runs an allowed keys request against the embedded store.
@@ -226,7 +246,7 @@ async fn serve_keys(app: &App, req: Permitted<KeysRequest>) -> Response<ApiBody>
                 Err(e) => etcd_error(&e),
                 Ok((started, index)) => {
                     let body = match started {
-                        Started::Ready(e) => WatchBody::ready(&e),
+                        Started::Ready(e) => WatchBody::ready(&e, req.stream),
                         Started::Once(rx, g) => WatchBody::once(rx, g),
                         Started::Stream(rx, g) => WatchBody::stream(rx, g),
                     };
@@ -339,7 +359,17 @@ pub fn plain(status: StatusCode, text: &str) -> Response<ApiBody> {
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// Asks the client to close the connection after this answer.
+fn close(mut r: Response<ApiBody>) -> Response<ApiBody> {
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -377,9 +407,10 @@ fn redirect(method: &Method, loc: &str) -> Response<ApiBody> {
         r.headers_mut().insert(hyper::header::LOCATION, v);
     }
     if method == Method::GET || method == Method::HEAD {
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
     }
     r
 }
-

@@ -42,15 +42,23 @@ pub struct WatchBody {
 
 enum State {
     Ready(Option<Bytes>),
+    /// etcd's quirk: a stream answered from history sends that one event
+    /// and then stays open, silent, until the client leaves.
+    ReadyThenSilent(Option<Bytes>),
     Once(oneshot::Receiver<Arc<Event>>),
     Stream(mpsc::Receiver<Arc<Event>>),
 }
 
 impl WatchBody {
     /// A watch answered at once from history.
-    pub fn ready(e: &Event) -> WatchBody {
+    pub fn ready(e: &Event, stream: bool) -> WatchBody {
+        let json = Some(e.json());
         WatchBody {
-            state: State::Ready(Some(e.json())),
+            state: if stream {
+                State::ReadyThenSilent(json)
+            } else {
+                State::Ready(json)
+            },
             _guard: None,
         }
     }
@@ -84,6 +92,10 @@ impl Body for ApiBody {
             ApiBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ApiBody::Watch(w) => match &mut w.state {
                 State::Ready(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+                State::ReadyThenSilent(b) => match b.take() {
+                    Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                    None => Poll::Pending,
+                },
                 State::Once(rx) => match Pin::new(rx).poll(cx) {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Ok(e)) => {

@@ -13,7 +13,11 @@ use crate::policy::Policy;
 use crate::store::{now_nanos, Store};
 
 #[derive(Parser)]
-#[command(name = "keygate", version, about = "An etcd v2 gateway with mTLS and per-prefix access control")]
+#[command(
+    name = "keygate",
+    version,
+    about = "An etcd v2 gateway with mTLS and per-prefix access control"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,7 +68,10 @@ pub fn main() -> i32 {
         } => serve(&config, allow_dev_certs),
         Command::Check { config } => check(&config),
         Command::DevCerts { out, force } => crate::devcerts::generate(&out, force).map(|()| {
-            println!("wrote development certificates to {} (never use them in production)", out.display());
+            println!(
+                "wrote development certificates to {} (never use them in production)",
+                out.display()
+            );
         }),
     };
     match res {
@@ -80,7 +87,10 @@ fn check(path: &Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
     println!("{}: OK", path.display());
-    println!("listen {} (advertised as {})", config.server.listen, config.server.advertise_url);
+    println!(
+        "listen {} (advertised as {})",
+        config.server.listen, config.server.advertise_url
+    );
     for (name, role) in &config.roles {
         println!(
             "role {name}: read {:?} write {:?}{}",
@@ -116,7 +126,10 @@ fn cluster_id(data_dir: &Path) -> Result<String, String> {
             if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Ok(id)
             } else {
-                Err(format!("{}: not a 16-hex-digit cluster id: restore it or remove the data directory", path.display()))
+                Err(format!(
+                    "{}: not a 16-hex-digit cluster id: restore it or remove the data directory",
+                    path.display()
+                ))
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -124,18 +137,29 @@ fn cluster_id(data_dir: &Path) -> Result<String, String> {
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
                 .map_err(|_| "no system randomness for the cluster id".to_string())?;
             let id = crate::identity::hex(&b);
-            std::fs::write(&path, format!("{id}\n"))
-                .map_err(|e| format!("{}: cannot write: {} (backend.data_dir)", path.display(), io_reason(&e)))?;
+            std::fs::write(&path, format!("{id}\n")).map_err(|e| {
+                format!(
+                    "{}: cannot write: {} (backend.data_dir)",
+                    path.display(),
+                    io_reason(&e)
+                )
+            })?;
             Ok(id)
         }
-        Err(e) => Err(format!("{}: cannot read: {} (backend.data_dir)", path.display(), io_reason(&e))),
+        Err(e) => Err(format!(
+            "{}: cannot read: {} (backend.data_dir)",
+            path.display(),
+            io_reason(&e)
+        )),
     }
 }
 
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
@@ -192,7 +216,11 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         }
     };
     std::fs::create_dir_all(&data_dir).map_err(|e| {
-        format!("{}: cannot create: {} (backend.data_dir)", data_dir.display(), io_reason(&e))
+        format!(
+            "{}: cannot create: {} (backend.data_dir)",
+            data_dir.display(),
+            io_reason(&e)
+        )
     })?;
     let cluster_id = cluster_id(&data_dir)?;
 

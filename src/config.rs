@@ -284,7 +284,9 @@ pub fn canonical_prefix(p: &str) -> Option<String> {
     let ok = p.starts_with('/')
         && !p.contains('*')
         && (p == "/" || !p.ends_with('/'))
-        && p[1..].split('/').all(|s| p == "/" || (!s.is_empty() && s != "." && s != ".."));
+        && p[1..]
+            .split('/')
+            .all(|s| p == "/" || (!s.is_empty() && s != "." && s != ".."));
     if ok {
         None
     } else {
@@ -305,7 +307,11 @@ fn check_glob(g: &str) -> Result<(), &'static str> {
 
 /// Normalizes a SHA-256 given as hex with optional colons, any case.
 pub fn normalize_sha256(s: &str) -> Option<String> {
-    let h: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    let h: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
     (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())).then_some(h)
 }
 
@@ -327,17 +333,11 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             let msg = e.message().replace('\n', " ");
             ConfigError(format!("{file}:{line}:{col}: {msg}"))
         })?;
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &str| -> PathBuf {
             let p = Path::new(p);
             if p.is_absolute() {
@@ -347,7 +347,10 @@ impl Config {
             }
         };
         let err = |field: &str, msg: String| ConfigError(format!("{file}: {field}: {msg}"));
-        let dur = |field: &str, v: &Option<String>, default: u64| -> Result<Duration, ConfigError> {
+        let dur = |field: &str,
+                   v: &Option<String>,
+                   default: u64|
+         -> Result<Duration, ConfigError> {
             match v {
                 None => Ok(Duration::from_secs(default)),
                 Some(s) => parse_duration(s).ok_or_else(|| {
@@ -379,7 +382,10 @@ impl Config {
         };
         if let Some(ops) = &s.ops_listen {
             ops.parse::<SocketAddr>().map_err(|_| {
-                err("server.ops_listen", format!("invalid address {ops:?}: write IP:PORT"))
+                err(
+                    "server.ops_listen",
+                    format!("invalid address {ops:?}: write IP:PORT"),
+                )
             })?;
         }
         let max_connections = s.max_connections.unwrap_or(10_000);
@@ -404,7 +410,10 @@ impl Config {
         }
 
         let Some(t) = raw.tls else {
-            return Err(err("tls", "missing section: set tls.cert, tls.key and tls.client_ca".into()));
+            return Err(err(
+                "tls",
+                "missing section: set tls.cert, tls.key and tls.client_ca".into(),
+            ));
         };
         let need = |field: &str, v: Option<String>| -> Result<PathBuf, ConfigError> {
             v.map(|p| resolve(&p))
@@ -510,10 +519,16 @@ impl Config {
                 + usize::from(rb.fingerprint.is_some())
                 + usize::from(rb.issuer.is_some());
             if rb.any == Some(false) && named == 0 {
-                return Err(err(&field("any"), "any = false matches nothing: name a field or write any = true".into()));
+                return Err(err(
+                    &field("any"),
+                    "any = false matches nothing: name a field or write any = true".into(),
+                ));
             }
             if any && named > 0 {
-                return Err(err(&field("any"), "any = true must be the only match field".into()));
+                return Err(err(
+                    &field("any"),
+                    "any = true must be the only match field".into(),
+                ));
             }
             if !any && named == 0 {
                 return Err(err(
@@ -530,14 +545,20 @@ impl Config {
                 match v {
                     None => Ok(None),
                     Some(s) => normalize_sha256(s).map(Some).ok_or_else(|| {
-                        err(&field(f), format!("{s:?} is not a SHA-256: write 64 hex digits (colons allowed)"))
+                        err(
+                            &field(f),
+                            format!("{s:?} is not a SHA-256: write 64 hex digits (colons allowed)"),
+                        )
                     }),
                 }
             };
             let fingerprint = sha("fingerprint", &rb.fingerprint)?;
             let issuer = sha("issuer", &rb.issuer)?;
             if rb.roles.is_empty() {
-                return Err(err(&field("roles"), "required: the roles this bind grants".into()));
+                return Err(err(
+                    &field("roles"),
+                    "required: the roles this bind grants".into(),
+                ));
             }
             for r in &rb.roles {
                 if !roles.contains_key(r) {
@@ -618,16 +639,27 @@ mod tests {
 
     #[test]
     fn unknown_key_has_line_and_column() {
-        let e = Config::parse(Path::new("k.toml"), &format!("{MIN}[log]\nfromat = 'json'\n"))
-            .unwrap_err();
+        let e = Config::parse(
+            Path::new("k.toml"),
+            &format!("{MIN}[log]\nfromat = 'json'\n"),
+        )
+        .unwrap_err();
         assert!(e.0.starts_with("k.toml:8:1: unknown field `fromat`"), "{e}");
     }
 
     #[test]
     fn bind_errors() {
-        let e = Config::parse(Path::new("k.toml"), &format!("{MIN}[[bind]]\nroles=['x']\n")).unwrap_err();
+        let e = Config::parse(
+            Path::new("k.toml"),
+            &format!("{MIN}[[bind]]\nroles=['x']\n"),
+        )
+        .unwrap_err();
         assert!(e.0.contains("bind[0]: names no match field"), "{e}");
-        let e = Config::parse(Path::new("k.toml"), &format!("{MIN}[[bind]]\ncn='a'\nroles=['x']\n")).unwrap_err();
+        let e = Config::parse(
+            Path::new("k.toml"),
+            &format!("{MIN}[[bind]]\ncn='a'\nroles=['x']\n"),
+        )
+        .unwrap_err();
         assert!(e.0.contains("role \"x\" is not defined"), "{e}");
         let e = Config::parse(
             Path::new("k.toml"),

@@ -63,7 +63,10 @@ pub fn generate(out: &Path, force: bool) -> Result<(), String> {
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name = dn(&[
         (DnType::CommonName, DEV_CA_MARKER),
-        (DnType::OrganizationName, "keygate (development only, key is public)"),
+        (
+            DnType::OrganizationName,
+            "keygate (development only, key is public)",
+        ),
     ]);
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -84,18 +87,18 @@ pub fn generate(out: &Path, force: bool) -> Result<(), String> {
         pairs.extend_from_slice(extra);
         p.distinguished_name = dn(&pairs);
         p.subject_alt_names = sans;
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         p.extended_key_usages = vec![eku];
         let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(e)?;
         Ok((cert.pem(), key.serialize_pem()))
     };
     let ip = SanType::IpAddress("127.0.0.1".parse().map_err(|_| "bad IP".to_string())?);
-    let dns = |s: &str| -> Result<SanType, String> {
-        Ok(SanType::DnsName(s.try_into().map_err(e)?))
-    };
-    let uri = |s: &str| -> Result<SanType, String> {
-        Ok(SanType::URI(s.try_into().map_err(e)?))
-    };
+    let dns =
+        |s: &str| -> Result<SanType, String> { Ok(SanType::DnsName(s.try_into().map_err(e)?)) };
+    let uri = |s: &str| -> Result<SanType, String> { Ok(SanType::URI(s.try_into().map_err(e)?)) };
     let server = leaf(
         "localhost",
         &[],
@@ -108,7 +111,12 @@ pub fn generate(out: &Path, force: bool) -> Result<(), String> {
         vec![],
         ExtendedKeyUsagePurpose::ClientAuth,
     )?;
-    let team_a = leaf("team-a-app", &[], vec![], ExtendedKeyUsagePurpose::ClientAuth)?;
+    let team_a = leaf(
+        "team-a-app",
+        &[],
+        vec![],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
     let team_b = leaf(
         "team-b-app",
         &[],

@@ -68,19 +68,20 @@ pub async fn run(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let tls =
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
                 // The verifier requires a certificate; never serve without one.
                 return;

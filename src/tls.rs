@@ -16,12 +16,19 @@ pub const DEV_CA_MARKER: &str = "keygate development CA";
 
 fn read_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError(format!("{field}: cannot read {}: {}", path.display(), io_reason(&e)))
+        ConfigError(format!(
+            "{field}: cannot read {}: {}",
+            path.display(),
+            io_reason(&e)
+        ))
     })?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
         .map_err(|e| {
-            ConfigError(format!("{field}: {}: not a PEM certificate file: {e}", path.display()))
+            ConfigError(format!(
+                "{field}: {}: not a PEM certificate file: {e}",
+                path.display()
+            ))
         })?;
     if certs.is_empty() {
         return Err(ConfigError(format!(
@@ -43,7 +50,11 @@ pub fn client_roots(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigErr
 pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
     let chain = read_certs("tls.cert", &tls.cert)?;
     let key_bytes = std::fs::read(&tls.key).map_err(|e| {
-        ConfigError(format!("tls.key: cannot read {}: {}", tls.key.display(), io_reason(&e)))
+        ConfigError(format!(
+            "tls.key: cannot read {}: {}",
+            tls.key.display(),
+            io_reason(&e)
+        ))
     })?;
     let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
         ConfigError(format!(
@@ -66,7 +77,11 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
     let mut crls = Vec::new();
     for path in &tls.crl {
         let bytes = std::fs::read(path).map_err(|e| {
-            ConfigError(format!("tls.crl: cannot read {}: {}", path.display(), io_reason(&e)))
+            ConfigError(format!(
+                "tls.crl: cannot read {}: {}",
+                path.display(),
+                io_reason(&e)
+            ))
         })?;
         for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
             crls.push(crl.map_err(|e| {

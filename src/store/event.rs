@@ -148,6 +148,9 @@ pub struct Event {
     pub prev: Option<NodeRepr>,
     /// A TTL refresh: kept in history for indexes, never sent to watchers.
     pub refresh: bool,
+    /// The subtree a delete or expiry removed, until watchers were woken
+    /// (a watcher on a key below is woken only if that key existed).
+    pub(crate) removed: std::sync::Mutex<Option<Arc<Node>>>,
     json: OnceLock<Bytes>,
 }
 
@@ -159,6 +162,7 @@ impl Event {
             node,
             prev,
             refresh: false,
+            removed: std::sync::Mutex::new(None),
             json: OnceLock::new(),
         }
     }
@@ -329,7 +333,10 @@ fn open_node(out: &mut Vec<u8>, key: &str, node: &Node, list: bool, now: i64) ->
 /// Writes the indexes and closes the object; `comma` when a field precedes.
 fn close_node(out: &mut Vec<u8>, node: &Node, comma: bool) {
     let mut comma = comma;
-    for (name, v) in [("modifiedIndex", node.modified), ("createdIndex", node.created)] {
+    for (name, v) in [
+        ("modifiedIndex", node.modified),
+        ("createdIndex", node.created),
+    ] {
         if v != 0 {
             if comma {
                 out.push(b',');

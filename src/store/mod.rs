@@ -432,7 +432,9 @@ impl Writer {
             node.dir = current.is_dir();
             remove_node(&mut self.root, &key);
             self.index = next;
-            events.push(Arc::new(Event::new(Action::Expire, node, Some(prev))));
+            let e = Event::new(Action::Expire, node, Some(prev));
+            *e.removed.lock().unwrap_or_else(|p| p.into_inner()) = Some(current);
+            events.push(Arc::new(e));
             stats.push(14);
         }
     }
@@ -468,7 +470,10 @@ impl Writer {
                         Action::CompareAndSwap,
                         self.cas(&key, &prev_value, prev_index, value, expire, refresh, now),
                     ),
-                    None => (Action::Set, self.set(&key, dir, value, expire, refresh, now)),
+                    None => (
+                        Action::Set,
+                        self.set(&key, dir, value, expire, refresh, now),
+                    ),
                 }
             }
             WriteOp::Post {
@@ -585,7 +590,7 @@ impl Writer {
                 Some(c) if c.is_dir() => cur = c,
                 Some(_) => {
                     let end = comp.as_ptr() as usize - parent.as_ptr() as usize + comp.len();
-                    return Err(self.err(code::NOT_FILE, &parent[..end]));
+                    return Err(self.err(code::NOT_DIR, &parent[..end]));
                 }
                 None => {
                     parent_exists = false;
@@ -707,10 +712,7 @@ impl Writer {
             (true, true) => return Ok(()),
             (false, true) => format!("[{prev_value} != {value}]"),
             (true, false) => format!("[{prev_index} != {}]", n.modified),
-            (false, false) => format!(
-                "[{prev_value} != {value}] [{prev_index} != {}]",
-                n.modified
-            ),
+            (false, false) => format!("[{prev_value} != {value}] [{prev_index} != {}]", n.modified),
         };
         Err(self.err(code::TEST_FAILED, cause))
     }
@@ -739,10 +741,13 @@ impl Writer {
         let prev = NodeRepr::of(key, &n, now);
         let mut node = bare(key, next, n.created);
         node.dir = n.is_dir();
-        drop(n);
         remove_node(&mut self.root, key);
         self.index = next;
-        Ok(Event::new(Action::Delete, node, Some(prev)))
+        let e = Event::new(Action::Delete, node, Some(prev));
+        if n.is_dir() {
+            *e.removed.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
+        }
+        Ok(e)
     }
 
     fn cad(

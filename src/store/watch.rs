@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::event::{Action, Event};
-use super::tree::is_hidden;
+use super::tree::{is_hidden, lookup, Lookup};
 
 /// How many events the history keeps, as etcd.
 pub const HISTORY_CAPACITY: usize = 1000;
@@ -200,13 +200,16 @@ impl Hub {
             let (tx, rx) = oneshot::channel();
             (Sink::Once(Some(tx)), Started::Once(rx, guard))
         };
-        hub.watchers.entry(key.to_string()).or_default().push(Watcher {
-            id,
-            recursive,
-            since,
-            interest,
-            sink,
-        });
+        hub.watchers
+            .entry(key.to_string())
+            .or_default()
+            .push(Watcher {
+                id,
+                recursive,
+                since,
+                interest,
+                sink,
+            });
         hub.count += 1;
         Ok((started, current))
     }
@@ -237,10 +240,17 @@ impl Hub {
             if self.watchers.contains_key(key) {
                 paths.push(key.to_string());
             }
-            if e.node.dir {
+            let removed = e.removed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let (true, Some(removed)) = (e.node.dir, removed) {
                 let lo = format!("{key}/");
                 let hi = format!("{key}0"); // '0' follows '/'
-                paths.extend(self.watchers.range(lo..hi).map(|(k, _)| k.clone()));
+                paths.extend(
+                    self.watchers
+                        .range(lo..hi)
+                        .map(|(k, _)| k)
+                        .filter(|k| matches!(lookup(&removed, &k[key.len()..]), Lookup::Found(_)))
+                        .cloned(),
+                );
             }
             for p in paths {
                 self.notify_at(e, &p, true);
@@ -299,7 +309,5 @@ fn hidden_below(watch: &str, key: &str) -> bool {
     if watch.len() > key.len() || !key.starts_with(watch) {
         return false;
     }
-    key[watch.len()..]
-        .split('/')
-        .any(|c| is_hidden(c))
+    key[watch.len()..].split('/').any(is_hidden)
 }

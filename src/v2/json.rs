@@ -109,8 +109,7 @@ pub fn rfc3339_nanos(nanos: i64) -> String {
 
 /// Parses an RFC 3339 timestamp into Unix nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let dt =
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
     i64::try_from(dt.unix_timestamp_nanos()).ok()
 }
 
@@ -132,9 +131,6 @@ mod tests {
     fn formats_time() {
         assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_nanos(1_500_000_000), "1970-01-01T00:00:01.5Z");
-        assert_eq!(
-            parse_rfc3339("1970-01-01T00:00:01.5Z"),
-            Some(1_500_000_000)
-        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
     }
 }

@@ -178,8 +178,18 @@ pub fn escape_path(p: &str) -> String {
         let keep = b.is_ascii_alphanumeric()
             || matches!(
                 b,
-                b'-' | b'_' | b'.' | b'~' | b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';'
-                    | b'=' | b'@' | b'!' | b'\'' | b'(' | b')' | b'*'
+                b'-' | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'$'
+                    | b'&'
+                    | b'+'
+                    | b','
+                    | b'/'
+                    | b':'
+                    | b';'
+                    | b'='
+                    | b'@'
             );
         if keep {
             out.push(b as char);
@@ -249,7 +259,8 @@ impl Form {
                 first_err.get_or_insert_with(|| bad_escape(v));
                 continue;
             };
-            self.pairs.push((String::from_utf8_lossy(&k).into_owned(), v));
+            self.pairs
+                .push((String::from_utf8_lossy(&k).into_owned(), v));
         }
         match first_err {
             Some(e) => Err(e),
@@ -363,9 +374,10 @@ pub fn parse_params(
     }
     r.no_value_on_success = boolean("noValueOnSuccess", true)?.unwrap_or(false);
     if let Some(t) = form.text("ttl").filter(|t| !t.is_empty()) {
-        r.ttl = Some(parse_u64(&t).ok_or_else(|| {
-            EtcdError::request(code::TTL_NAN, "invalid value for \"ttl\"")
-        })?);
+        r.ttl = Some(
+            parse_u64(&t)
+                .ok_or_else(|| EtcdError::request(code::TTL_NAN, "invalid value for \"ttl\""))?,
+        );
     }
     r.prev_exist = boolean("prevExist", false)?;
     r.value = form.first_utf8("value")?;
@@ -401,7 +413,10 @@ mod tests {
         assert_eq!(key_path("/a%2Fb"), KeyPath::Key("/a/b".into()));
         assert_eq!(key_path("/a//b"), KeyPath::Redirect("/v2/keys/a/b".into()));
         assert_eq!(key_path("/a/../b"), KeyPath::Redirect("/v2/keys/b".into()));
-        assert_eq!(key_path("/%2e%2e/x"), KeyPath::Redirect("/v2/keys/x".into()));
+        assert_eq!(
+            key_path("/%2e%2e/x"),
+            KeyPath::Redirect("/v2/keys/x".into())
+        );
         assert_eq!(key_path("/../.."), KeyPath::Redirect("/v2/keys".into()));
         assert_eq!(key_path("/%zz"), KeyPath::BadEscape);
         assert_eq!(key_path("/%ff"), KeyPath::NotUtf8);

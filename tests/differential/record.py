@@ -26,6 +26,7 @@ AWAIT_TIMEOUT = 10.0     # seconds AWAIT waits for a background response to fini
 INORDER_RE = re.compile(r"(?<![0-9])[0-9]{20}(?![0-9])")
 BRACKET_RE = re.compile(r"\[([^\[\]]*)\]")
 INT_RE = re.compile(r"^[0-9]+$")
+SELF_URL = None          # --self-url: the server's own advertised URL, shown as <self-url>
 
 
 # ---------------------------------------------------------------- corpus parsing
@@ -252,6 +253,8 @@ class Norm:
         return "B+%d" % d if d >= 0 else "B-%d" % -d
 
     def text(self, s):
+        if SELF_URL:
+            s = s.replace(SELF_URL, "<self-url>")
         return INORDER_RE.sub(lambda m: self.idx(m.group(0)), s)
 
     def cause(self, s):
@@ -439,7 +442,10 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--corpus", default=__file__.rsplit("/", 1)[0] + "/corpus.txt")
     ap.add_argument("--only", help="run only sequences whose name contains this")
+    ap.add_argument("--self-url", help="replace this URL (the server's advertised client URL) by <self-url>")
     a = ap.parse_args()
+    global SELF_URL
+    SELF_URL = a.self_url
     client = Client(a.url, a.cacert, a.cert, a.key)
     seqs = parse_corpus(a.corpus)
     out = sys.stdout

@@ -1,0 +1,391 @@
+//! Shared test helpers: a PKI made with rcgen, a keygate process on a free
+//! port with its own data directory, and an HTTPS client that presents a
+//! client certificate (HTTP/1.1 keep-alive or HTTP/2).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A certificate and its key, as PEM files.
+#[derive(Clone, Debug)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A test PKI: a CA, a server certificate and named client certificates.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server: CertFiles,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "keygate test CA");
+        p.distinguished_name = dn;
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = p.self_signed(&ca_key).unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        let mut pki = Pki {
+            server: CertFiles {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+            },
+            dir,
+            ca,
+            ca_cert,
+            ca_key,
+        };
+        pki.server = pki.issue("server", |p| {
+            p.subject_alt_names = vec![
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+            ];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        });
+        pki
+    }
+
+    /// Issues a leaf named `name`; `edit` shapes it.
+    pub fn issue(&self, name: &str, edit: impl FnOnce(&mut CertificateParams)) -> CertFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        p.distinguished_name = dn;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        edit(&mut p);
+        let cert = p.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        let files = CertFiles {
+            cert: self.dir.path().join(format!("{name}.pem")),
+            key: self.dir.path().join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    /// A client certificate with CN `name`.
+    pub fn client(&self, name: &str) -> CertFiles {
+        self.issue(name, |_| {})
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The keygate binary under test.
+pub fn keygate_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_keygate")
+}
+
+/// A running `keygate serve`.
+pub struct Keygate {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub pki: Arc<Pki>,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Keygate {
+    /// Starts keygate with the test PKI and `extra` appended to `[server]`.
+    pub fn start(pki: Arc<Pki>, server_extra: &str) -> Keygate {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("keygate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n\
+                 [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+                 [backend]\ndata_dir = \"data\"\n\
+                 [roles.all]\nread = [\"/\"]\nwrite = [\"/\"]\nadmin = true\n\
+                 [[bind]]\nany = true\nroles = [\"all\"]\n",
+                pki.server.cert, pki.server.key, pki.ca
+            ),
+        )
+        .unwrap();
+        Keygate::start_with(pki, dir, config, port)
+    }
+
+    /// Starts keygate on a prepared config file.
+    pub fn start_with(pki: Arc<Pki>, dir: tempfile::TempDir, config: PathBuf, port: u16) -> Keygate {
+        let mut child = Command::new(keygate_bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("KEYGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        wait_for_port(port, &mut child);
+        Keygate {
+            child,
+            port,
+            dir,
+            config,
+            pki,
+            log,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Keygate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until something listens on `port` (or the child died).
+pub fn wait_for_port(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not listen on {port}");
+}
+
+/// A TLS client configuration presenting `client` and trusting `ca`.
+pub fn tls_config(ca: &Path, client: Option<&CertFiles>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match client {
+        Some(c) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(&c.cert)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(&c.key).unwrap();
+            b.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// A response, fully read.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One keep-alive connection to a server.
+pub struct Client {
+    sender: Sender,
+    host: String,
+}
+
+impl Client {
+    /// Opens an HTTP/1.1 connection presenting `cert`.
+    pub async fn h1(addr: &str, ca: &Path, cert: &CertFiles) -> Client {
+        Client::try_connect(addr, ca, Some(cert), false).await.unwrap()
+    }
+
+    /// Opens an HTTP/2 connection presenting `cert`.
+    pub async fn h2(addr: &str, ca: &Path, cert: &CertFiles) -> Client {
+        Client::try_connect(addr, ca, Some(cert), true).await.unwrap()
+    }
+
+    /// Connects; the error is the TLS or I/O failure.
+    pub async fn try_connect(
+        addr: &str,
+        ca: &Path,
+        cert: Option<&CertFiles>,
+        h2: bool,
+    ) -> Result<Client, String> {
+        let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+        let connector = TlsConnector::from(tls_config(ca, cert, alpn));
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let io = TokioIo::new(tls);
+        let sender = if h2 {
+            let (s, conn) = http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Sender::H2(s)
+        } else {
+            let (s, conn) = http1::handshake(io).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            Sender::H1(s)
+        };
+        Ok(Client {
+            sender,
+            host: addr.to_string(),
+        })
+    }
+
+    /// Sends a request; a body is sent as a form unless `headers` say otherwise.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        let uri = match &self.sender {
+            Sender::H2(_) => format!("https://{}{target}", self.host),
+            Sender::H1(_) => target.to_string(),
+        };
+        let mut b = Request::builder().method(method).uri(uri);
+        if matches!(self.sender, Sender::H1(_)) {
+            b = b.header("host", &self.host);
+        }
+        let has_ct = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if body.is_some() && !has_ct {
+            b = b.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+            .map_err(|e| e.to_string())?;
+        match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await.map_err(|e| e.to_string())
+            }
+            Sender::H2(s) => {
+                s.ready().await.map_err(|e| e.to_string())?;
+                s.send_request(req).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn req(&mut self, method: &str, target: &str, body: Option<&str>) -> Resp {
+        self.req_h(method, target, body, &[]).await
+    }
+
+    /// Like [`Client::req`], with extra headers.
+    pub async fn req_h(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let resp = self
+            .send(method, target, body, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {target}: {e}"));
+        read(resp).await
+    }
+}
+
+/// Reads a response to the end.
+pub async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Resp {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Replaces `"expiration":"..."` values with a fixed marker.
+pub fn strip_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "expiration" {
+                    *x = serde_json::Value::String("<time>".into());
+                } else {
+                    strip_times(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}
