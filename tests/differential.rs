@@ -1,0 +1,223 @@
+//! Differential test: the corpus in `tests/differential/corpus.txt` runs
+//! against a real etcd 3.4 (Debian's `etcd-server`, started here with
+//! `--enable-v2`, TLS and `--client-cert-auth`) and against keygate, through
+//! the same recorder (`tests/differential/record.py`), which normalizes only
+//! what legitimately differs: indexes relative to each sequence's start,
+//! timestamps, and the server's own advertised URL. The answers must be
+//! identical except for SPEC's deliberate departures, listed with their
+//! reasons in `tests/differential/departures.txt`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use common::{free_port, Client, Keygate, Pki};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/differential");
+
+fn require(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is not installed: run .ci/run (it installs Debian's etcd-server and python3)"
+    );
+}
+
+struct Etcd {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_etcd(pki: &Pki, client: &common::CertFiles) -> Etcd {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let peer = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new("etcd")
+        .arg("--enable-v2")
+        .arg("--name=default")
+        .arg(format!("--data-dir={}", dir.path().join("etcd").display()))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=default={peer_url}"))
+        .arg(format!("--cert-file={}", pki.server.cert.display()))
+        .arg(format!("--key-file={}", pki.server.key.display()))
+        .arg(format!("--trusted-ca-file={}", pki.ca.display()))
+        .arg("--client-cert-auth")
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd (run .ci/run to install etcd-server)");
+    common::wait_for_port(port, &mut child);
+    // Wait until the member has published itself and the v2 index is stable.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let addr = format!("127.0.0.1:{port}");
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(mut c) = Client::try_connect(&addr, &pki.ca, Some(client), false).await {
+                let r = c.req("GET", "/v2/keys/", None).await;
+                let idx = r.header("x-etcd-index").unwrap_or("").to_string();
+                if r.status == 200 && idx == last {
+                    return;
+                }
+                last = idx;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        panic!("etcd did not become ready");
+    });
+    Etcd {
+        child,
+        _dir: dir,
+        url,
+    }
+}
+
+fn spawn_recorder(url: &str, pki: &Pki, client: &common::CertFiles) -> std::process::Child {
+    Command::new("python3")
+        .arg(Path::new(DIR).join("record.py"))
+        .args(["--url", url, "--self-url", url])
+        .arg("--cacert")
+        .arg(&pki.ca)
+        .arg("--cert")
+        .arg(&client.cert)
+        .arg("--key")
+        .arg(&client.key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (run .ci/run)")
+}
+
+/// Sequence name → [(request line, response block)].
+fn blocks(out: &str) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut map: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut seq = String::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in out.lines() {
+        if let Some(name) = line.strip_prefix("### ") {
+            if let Some(b) = cur.take() {
+                map.entry(seq.clone()).or_default().push(b);
+            }
+            seq = name.to_string();
+            map.entry(seq.clone()).or_default();
+        } else if line.starts_with("> ") {
+            if let Some(b) = cur.take() {
+                map.entry(seq.clone()).or_default().push(b);
+            }
+            cur = Some((line.to_string(), String::new()));
+        } else if let Some((_, body)) = cur.as_mut() {
+            if !line.is_empty() {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+    }
+    if let Some(b) = cur.take() {
+        map.entry(seq).or_default().push(b);
+    }
+    map
+}
+
+fn departures() -> Vec<(String, String)> {
+    std::fs::read_to_string(Path::new(DIR).join("departures.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut parts = l.splitn(3, " | ");
+            let seq = parts.next().unwrap().trim().to_string();
+            let req = parts.next().expect("departure needs a request").trim().to_string();
+            assert!(parts.next().is_some_and(|r| !r.trim().is_empty()), "departure needs a reason: {l}");
+            (seq, req)
+        })
+        .collect()
+}
+
+#[test]
+fn corpus_matches_etcd() {
+    require("etcd");
+    require("python3");
+    let pki = Arc::new(Pki::new());
+    let client = pki.client("differential");
+    let etcd = start_etcd(&pki, &client);
+    let kg = Keygate::start(pki.clone(), "");
+    // Start keygate's index above 0 so that "index 0" only ever means a
+    // parse error, as on the etcd side (whose index starts above 0 too).
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut c = Client::h1(&kg.addr(), &pki.ca, &client).await;
+        let r = c.req("PUT", "/v2/keys/_differential", Some("value=1")).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    });
+
+    let e = spawn_recorder(&etcd.url, &pki, &client);
+    let k = spawn_recorder(&kg.url(), &pki, &client);
+    let e = e.wait_with_output().unwrap();
+    let k = k.wait_with_output().unwrap();
+    assert!(e.status.success(), "recorder vs etcd failed: {}", String::from_utf8_lossy(&e.stderr));
+    assert!(k.status.success(), "recorder vs keygate failed: {}", String::from_utf8_lossy(&k.stderr));
+    let e = blocks(&String::from_utf8_lossy(&e.stdout));
+    let k = blocks(&String::from_utf8_lossy(&k.stdout));
+    let corpus = std::fs::read_to_string(Path::new(DIR).join("corpus.txt")).unwrap();
+    let sequences = corpus.lines().filter(|l| l.starts_with("###")).count();
+    assert!(sequences >= 100, "the corpus must hold at least 100 sequences");
+    assert_eq!(e.len(), sequences, "etcd run did not record every sequence");
+    assert_eq!(k.len(), sequences, "keygate run did not record every sequence");
+
+    let departures = departures();
+    let excluded = |seq: &str, req: &str| {
+        departures
+            .iter()
+            .any(|(s, r)| s == seq && (r == "*" || req.starts_with(r.as_str())))
+    };
+    let mut compared = 0;
+    let mut skipped = 0;
+    let mut failures = Vec::new();
+    for (seq, eb) in &e {
+        let kb = &k[seq];
+        assert_eq!(eb.len(), kb.len(), "sequence {seq:?}: different number of answers");
+        for ((ereq, eans), (kreq, kans)) in eb.iter().zip(kb) {
+            assert_eq!(ereq, kreq, "sequence {seq:?}: request lines differ");
+            if excluded(seq, ereq) {
+                skipped += 1;
+                continue;
+            }
+            compared += 1;
+            if eans != kans {
+                failures.push(format!(
+                    "### {seq}\n{ereq}\n--- etcd 3.4\n{eans}+++ keygate\n{kans}"
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "differential: {sequences} sequences, {compared} answers compared, {skipped} excluded as SPEC departures"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} answers differ from etcd 3.4:\n\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
