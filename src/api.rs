@@ -64,17 +64,50 @@ pub async fn handle(
         }
     };
     let req = Request::from_parts(parts, body);
+    let head = req.method() == Method::HEAD;
+    let resp = route(&app, &client, req).await;
+    if head {
+        strip_body(resp)
+    } else {
+        resp
+    }
+}
+
+/// HEAD is answered as GET without a body, keeping the Content-Length the
+/// body would have had (HTTP/2 forbids data frames on a HEAD answer).
+fn strip_body(resp: Response<ApiBody>) -> Response<ApiBody> {
+    let (mut parts, body) = resp.into_parts();
+    if let ApiBody::Full(b) = &body {
+        let len = b.as_ref().map_or(0, |b| b.len());
+        parts
+            .headers
+            .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(parts, ApiBody::empty())
+}
+
+async fn route(app: &App, client: &Identity, req: Request<Bytes>) -> Response<ApiBody> {
     if req.method() == Method::OPTIONS {
         return Response::new(ApiBody::empty());
     }
     let path = req.uri().path();
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
-        return keys(&app, &client, req).await;
+        return keys(app, client, req).await;
     }
     let method = req.method().clone();
     let get = method == Method::GET;
     let get_or_head = get || method == Method::HEAD;
     match path {
+        // Membership is keygate's own and fixed: no client changes it. Every
+        // write gets the 405 etcd's members handler gives PUT and DELETE on
+        // /v2/members: no Allow header, with the cluster id.
+        p if (p == "/v2/members" || p.starts_with("/v2/members/"))
+            && matches!(method, Method::POST | Method::PUT | Method::DELETE) =>
+        {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            cluster_header(app, &mut r);
+            r
+        }
         "/version" => only(get, "GET", || {
             json_response(format!(
                 "{{\"etcdserver\":\"{ETCD_VERSION}\",\"etcdcluster\":\"3.4.0\"}}"
@@ -92,31 +125,21 @@ pub async fn handle(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT));
             r
         }),
-        "/v2/members" | "/v2/members/" => {
-            let mut r = only(get, "GET", || {
-                json_response(format!("{{\"members\":[{}]}}\n", member_json(&app)))
-            });
-            cluster_header(&app, &mut r);
+        "/v2/members" | "/v2/members/" => only(get, "GET", || {
+            let mut r = json_response(format!("{{\"members\":[{}]}}\n", member_json(app)));
+            cluster_header(app, &mut r);
             r
-        }
-        "/v2/members/leader" => {
-            let mut r = only(get, "GET", || {
-                json_response(format!("{}\n", member_json(&app)))
-            });
-            cluster_header(&app, &mut r);
+        }),
+        "/v2/members/leader" => only(get, "GET", || {
+            let mut r = json_response(format!("{}\n", member_json(app)));
+            cluster_header(app, &mut r);
             r
-        }
+        }),
         "/v2/stats/self" | "/v2/stats/store" | "/v2/stats/leader" => {
-            if !app.policy.may_read_stats(&client) {
+            if !app.policy.may_read_stats(client) {
                 return denied();
             }
-            only(get, "GET", || json_response(stats(&app, path)))
-        }
-        // Membership is keygate's own and fixed: no client changes it.
-        p if p.starts_with("/v2/members/")
-            && matches!(method, Method::POST | Method::PUT | Method::DELETE) =>
-        {
-            method_not_allowed("GET")
+            only(get, "GET", || json_response(stats(app, path)))
         }
         _ => not_found(),
     }

@@ -148,8 +148,15 @@ fn departures() -> Vec<(String, String)> {
         .map(|l| {
             let mut parts = l.splitn(3, " | ");
             let seq = parts.next().unwrap().trim().to_string();
-            let req = parts.next().expect("departure needs a request").trim().to_string();
-            assert!(parts.next().is_some_and(|r| !r.trim().is_empty()), "departure needs a reason: {l}");
+            let req = parts
+                .next()
+                .expect("departure needs a request")
+                .trim()
+                .to_string();
+            assert!(
+                parts.next().is_some_and(|r| !r.trim().is_empty()),
+                "departure needs a reason: {l}"
+            );
             (seq, req)
         })
         .collect()
@@ -167,7 +174,9 @@ fn corpus_matches_etcd() {
     // parse error, as on the etcd side (whose index starts above 0 too).
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let mut c = Client::h1(&kg.addr(), &pki.ca, &client).await;
-        let r = c.req("PUT", "/v2/keys/_differential", Some("value=1")).await;
+        let r = c
+            .req("PUT", "/v2/keys/_differential", Some("value=1"))
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
     });
 
@@ -175,15 +184,30 @@ fn corpus_matches_etcd() {
     let k = spawn_recorder(&kg.url(), &pki, &client);
     let e = e.wait_with_output().unwrap();
     let k = k.wait_with_output().unwrap();
-    assert!(e.status.success(), "recorder vs etcd failed: {}", String::from_utf8_lossy(&e.stderr));
-    assert!(k.status.success(), "recorder vs keygate failed: {}", String::from_utf8_lossy(&k.stderr));
+    assert!(
+        e.status.success(),
+        "recorder vs etcd failed: {}",
+        String::from_utf8_lossy(&e.stderr)
+    );
+    assert!(
+        k.status.success(),
+        "recorder vs keygate failed: {}",
+        String::from_utf8_lossy(&k.stderr)
+    );
     let e = blocks(&String::from_utf8_lossy(&e.stdout));
     let k = blocks(&String::from_utf8_lossy(&k.stdout));
     let corpus = std::fs::read_to_string(Path::new(DIR).join("corpus.txt")).unwrap();
     let sequences = corpus.lines().filter(|l| l.starts_with("###")).count();
-    assert!(sequences >= 100, "the corpus must hold at least 100 sequences");
+    assert!(
+        sequences >= 100,
+        "the corpus must hold at least 100 sequences"
+    );
     assert_eq!(e.len(), sequences, "etcd run did not record every sequence");
-    assert_eq!(k.len(), sequences, "keygate run did not record every sequence");
+    assert_eq!(
+        k.len(),
+        sequences,
+        "keygate run did not record every sequence"
+    );
 
     let departures = departures();
     let excluded = |seq: &str, req: &str| {
@@ -196,7 +220,11 @@ fn corpus_matches_etcd() {
     let mut failures = Vec::new();
     for (seq, eb) in &e {
         let kb = &k[seq];
-        assert_eq!(eb.len(), kb.len(), "sequence {seq:?}: different number of answers");
+        assert_eq!(
+            eb.len(),
+            kb.len(),
+            "sequence {seq:?}: different number of answers"
+        );
         for ((ereq, eans), (kreq, kans)) in eb.iter().zip(kb) {
             assert_eq!(ereq, kreq, "sequence {seq:?}: request lines differ");
             if excluded(seq, ereq) {

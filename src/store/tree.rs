@@ -88,7 +88,14 @@ impl Drop for Node {
         }
         let mut stack = vec![std::mem::take(children)];
         while let Some(map) = stack.pop() {
-            for (_, child) in map {
+            // imbl's consuming iterator clones the values and drops the
+            // map's own references only when the map goes: take our clones
+            // first, drop the map, then unwrap the children we alone hold
+            // (else the last reference would drop inside the map's drop,
+            // recursing once per level).
+            let kids: Vec<Arc<Node>> = map.values().cloned().collect();
+            drop(map);
+            for child in kids {
                 if let Ok(mut node) = Arc::try_unwrap(child) {
                     if let Kind::Dir(c) = &mut node.kind {
                         if !c.is_empty() {

@@ -144,7 +144,12 @@ impl Keygate {
     }
 
     /// Starts keygate on a prepared config file.
-    pub fn start_with(pki: Arc<Pki>, dir: tempfile::TempDir, config: PathBuf, port: u16) -> Keygate {
+    pub fn start_with(
+        pki: Arc<Pki>,
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        port: u16,
+    ) -> Keygate {
         let mut child = Command::new(keygate_bin())
             .args(["serve", "--config"])
             .arg(&config)
@@ -204,7 +209,11 @@ pub fn wait_for_port(port: u16, child: &mut Child) {
 }
 
 /// A TLS client configuration presenting `client` and trusting `ca`.
-pub fn tls_config(ca: &Path, client: Option<&CertFiles>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub fn tls_config(
+    ca: &Path,
+    client: Option<&CertFiles>,
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(ca).unwrap() {
@@ -262,12 +271,16 @@ pub struct Client {
 impl Client {
     /// Opens an HTTP/1.1 connection presenting `cert`.
     pub async fn h1(addr: &str, ca: &Path, cert: &CertFiles) -> Client {
-        Client::try_connect(addr, ca, Some(cert), false).await.unwrap()
+        Client::try_connect(addr, ca, Some(cert), false)
+            .await
+            .unwrap()
     }
 
     /// Opens an HTTP/2 connection presenting `cert`.
     pub async fn h2(addr: &str, ca: &Path, cert: &CertFiles) -> Client {
-        Client::try_connect(addr, ca, Some(cert), true).await.unwrap()
+        Client::try_connect(addr, ca, Some(cert), true)
+            .await
+            .unwrap()
     }
 
     /// Connects; the error is the TLS or I/O failure.
@@ -318,7 +331,9 @@ impl Client {
         if matches!(self.sender, Sender::H1(_)) {
             b = b.header("host", &self.host);
         }
-        let has_ct = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        let has_ct = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
         for (k, v) in headers {
             b = b.header(*k, *v);
         }

@@ -1,0 +1,359 @@
+//! The command line's error contract (SPEC §2): every error a user can
+//! cause ends in one clear line naming the file or field, and exit status
+//! 2, never a panic or a backtrace.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{keygate_bin, Pki};
+
+/// Runs keygate with `args` (at most 20 s) and returns its output.
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(keygate_bin())
+        .args(args)
+        .env_remove("KEYGATE_LOG")
+        // A backtrace would show if anything panicked.
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "keygate {args:?} still running after 20 s; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts the error contract and returns the one line.
+#[track_caller]
+fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit status; stderr: {stderr:?}"
+    );
+    assert!(
+        !stderr.contains("panicked")
+            && !stderr.contains("RUST_BACKTRACE")
+            && !stderr.contains("stack backtrace"),
+        "a panic, not an error: {stderr:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stderr should be exactly one line: {stderr:?}"
+    );
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+    assert!(!lines[0].trim().is_empty(), "{stderr:?}");
+    lines[0].to_string()
+}
+
+fn serve(config: &Path) -> Output {
+    run(&["serve", "--config", config.to_str().unwrap()])
+}
+
+fn check(config: &Path) -> Output {
+    run(&["check", "--config", config.to_str().unwrap()])
+}
+
+/// A config directory with a test PKI.
+struct Setup {
+    pki: Pki,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            pki: Pki::new(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A valid configuration listening on `listen`; `edit` changes the text.
+    fn config_text(&self, listen: &str) -> String {
+        format!(
+            "[server]\n\
+             listen = \"{listen}\"\n\
+             idle_timeout = \"2m\"\n\
+             \n\
+             [tls]\n\
+             cert = {:?}\n\
+             key = {:?}\n\
+             client_ca = {:?}\n\
+             \n\
+             [backend]\n\
+             data_dir = \"data\"\n\
+             \n\
+             [roles.team-a]\n\
+             read = [\"/team-a\"]\n\
+             write = [\"/team-a\"]\n\
+             \n\
+             [[bind]]\n\
+             cn = \"team-a-*\"\n\
+             roles = [\"team-a\"]\n",
+            self.pki.server.cert, self.pki.server.key, self.pki.ca
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A valid config with `from` replaced by `to` (which must occur).
+    fn variant(&self, from: &str, to: &str) -> PathBuf {
+        let text = self.config_text("127.0.0.1:1");
+        assert!(text.contains(from), "{from:?} not in the config");
+        self.write("keygate.toml", &text.replacen(from, to, 1))
+    }
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let s = Setup::new();
+    let config = s.write("keygate.toml", &s.config_text("127.0.0.1:2379"));
+    let out = check(&config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout {:?} stderr {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("team-a"),
+        "summary names the role: {stdout:?}"
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nope.toml");
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(line.contains(config.to_str().unwrap()), "{line}");
+        assert!(line.contains("--config"), "says how to fix it: {line}");
+    }
+}
+
+#[test]
+fn unknown_key_has_file_line_and_column() {
+    let s = Setup::new();
+    // Line 3, column 1: `idle_timout`.
+    let config = s.variant("idle_timeout = \"2m\"", "idle_timout = \"2m\"");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(text.lines().nth(2), Some("idle_timout = \"2m\""));
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(
+            line.contains(&format!("{}:3:1", config.display())),
+            "names file:line:col: {line}"
+        );
+        assert!(line.contains("idle_timout"), "{line}");
+    }
+    // In a nested table: line 14, column 1 (`raed`).
+    let config = s.variant("read = [\"/team-a\"]", "raed = [\"/team-a\"]");
+    let line = one_line_error(&serve(&config));
+    assert!(
+        line.contains(&format!("{}:14:1", config.display())),
+        "{line}"
+    );
+    assert!(line.contains("raed"), "{line}");
+}
+
+#[test]
+fn missing_certificate_file() {
+    let s = Setup::new();
+    let missing = s.dir.path().join("gone.pem");
+    let config = s.variant(
+        &format!("cert = {:?}", s.pki.server.cert),
+        &format!("cert = {missing:?}"),
+    );
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(line.contains("tls.cert"), "names the field: {line}");
+        assert!(
+            line.contains(missing.to_str().unwrap()),
+            "names the file: {line}"
+        );
+    }
+}
+
+#[test]
+fn certificate_that_does_not_match_its_key() {
+    let s = Setup::new();
+    // The client's key (another rcgen key pair) given for the server cert.
+    let other = s.pki.client("other");
+    let config = s.variant(
+        &format!("key = {:?}", s.pki.server.key),
+        &format!("key = {:?}", other.key),
+    );
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(line.contains("tls.key"), "names the field: {line}");
+        assert!(
+            line.contains(other.key.to_str().unwrap()),
+            "names the file: {line}"
+        );
+        assert!(line.contains("match"), "says what is wrong: {line}");
+    }
+}
+
+#[test]
+fn port_already_in_use() {
+    let s = Setup::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let config = s.write("keygate.toml", &s.config_text(&addr));
+    let line = one_line_error(&serve(&config));
+    assert!(line.contains("server.listen"), "names the field: {line}");
+    assert!(line.contains(&addr), "names the address: {line}");
+    drop(taken);
+}
+
+#[test]
+fn undefined_role_in_a_bind() {
+    let s = Setup::new();
+    let config = s.variant("roles = [\"team-a\"]", "roles = [\"team-a\", \"team-z\"]");
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(
+            line.contains(config.to_str().unwrap()),
+            "names the file: {line}"
+        );
+        assert!(line.contains("bind[0].roles"), "names the field: {line}");
+        assert!(line.contains("team-z"), "names the role: {line}");
+    }
+}
+
+#[test]
+fn non_canonical_prefix_shows_the_canonical_form() {
+    let s = Setup::new();
+    let config = s.variant("read = [\"/team-a\"]", "read = [\"/team-a/*\"]");
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(
+            line.contains("roles.team-a.read"),
+            "names role and field: {line}"
+        );
+        assert!(line.contains("\"/team-a/*\""), "names the prefix: {line}");
+        assert!(
+            line.contains("\"/team-a\""),
+            "shows the canonical form: {line}"
+        );
+    }
+}
+
+#[test]
+fn bad_duration() {
+    let s = Setup::new();
+    for bad in ["10", "2 minutes", "1.5s", "-1s", "s"] {
+        let config = s.variant("idle_timeout = \"2m\"", &format!("idle_timeout = {bad:?}"));
+        for out in [serve(&config), check(&config)] {
+            let line = one_line_error(&out);
+            assert!(
+                line.contains(config.to_str().unwrap()),
+                "names the file: {line}"
+            );
+            assert!(
+                line.contains("server.idle_timeout"),
+                "names the field: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dev_certs_writes_ten_files_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out = run(&["dev-certs", "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "admin-key.pem",
+            "admin.pem",
+            "ca-key.pem",
+            "ca.pem",
+            "server-key.pem",
+            "server.pem",
+            "team-a-key.pem",
+            "team-a.pem",
+            "team-b-key.pem",
+            "team-b.pem"
+        ]
+    );
+    for n in &names {
+        let text = std::fs::read_to_string(out_dir.join(n)).unwrap();
+        assert!(text.starts_with("-----BEGIN "), "{n} is not PEM");
+    }
+    let before = std::fs::read(out_dir.join("ca.pem")).unwrap();
+
+    let out = run(&["dev-certs", "--out", out_dir.to_str().unwrap()]);
+    let line = one_line_error(&out);
+    assert!(
+        line.contains(out_dir.to_str().unwrap()),
+        "names the file: {line}"
+    );
+    assert!(line.contains("--force"), "says how to fix it: {line}");
+    assert_eq!(
+        std::fs::read(out_dir.join("ca.pem")).unwrap(),
+        before,
+        "overwrote ca.pem"
+    );
+
+    let out = run(&["dev-certs", "--out", out_dir.to_str().unwrap(), "--force"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_ne!(
+        std::fs::read(out_dir.join("ca.pem")).unwrap(),
+        before,
+        "--force replaced nothing"
+    );
+
+    // The files make a valid configuration.
+    let config = dir.path().join("keygate.toml");
+    std::fs::write(
+        &config,
+        "[tls]\ncert = \"certs/server.pem\"\nkey = \"certs/server-key.pem\"\n\
+         client_ca = \"certs/ca.pem\"\n[backend]\ndata_dir = \"data\"\n",
+    )
+    .unwrap();
+    let out = check(&config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout {:?} stderr {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
