@@ -31,6 +31,10 @@ pub struct App {
     pub advertise_url: String,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest total size of the request headers.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_header_count: usize,
     /// Start time, Unix ns.
     pub started: i64,
 }
@@ -48,6 +52,17 @@ pub async fn handle(
 ) -> Response<ApiBody> {
     if req.method() == Method::CONNECT || req.headers().contains_key(hyper::header::UPGRADE) {
         return close(plain(StatusCode::BAD_REQUEST, "400 Bad Request"));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if req.headers().len() > app.max_header_count || header_bytes > app.max_header_bytes {
+        return close(plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "431 Request Header Fields Too Large",
+        ));
     }
     // Read the whole (bounded) body first, whatever the answer: an unread
     // body would cost the client its keep-alive connection.

@@ -89,7 +89,12 @@ fn check(path: &Path) -> Result<(), String> {
     println!("{}: OK", path.display());
     println!(
         "listen {} (advertised as {})",
-        config.server.listen, config.server.advertise_url
+        config.server.listen,
+        config
+            .server
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", config.server.listen))
     );
     for (name, role) in &config.roles {
         println!(
@@ -159,6 +164,7 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
@@ -236,19 +242,29 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
                 io_reason(&e)
             )
         })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| format!("server.listen: {e}"))?;
+        let advertise_url = config
+            .server
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{local}"));
         let store = Store::memory();
         let app = Arc::new(App {
             store: store.clone(),
             policy: Policy::allow_all(),
             cluster_id,
             name: "keygate".into(),
-            advertise_url: config.server.advertise_url.clone(),
+            advertise_url: advertise_url.clone(),
             max_body_bytes: config.server.max_body_bytes,
+            max_header_bytes: config.server.max_header_bytes,
+            max_header_count: config.server.max_header_count,
             started: now_nanos(),
         });
         tracing::info!(
-            listen = %addr,
-            advertise_url = %config.server.advertise_url,
+            listen = %local,
+            advertise_url = %advertise_url,
             backend = "embedded",
             data_dir = %data_dir.display(),
             binds = config.binds.len(),

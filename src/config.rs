@@ -46,8 +46,9 @@ pub struct Config {
 pub struct Server {
     /// HTTPS listen address.
     pub listen: String,
-    /// Client URL advertised in `/v2/members` and `/v2/machines`.
-    pub advertise_url: String,
+    /// Client URL advertised in `/v2/members` and `/v2/machines`; `None`
+    /// means `https://` + the address actually bound.
+    pub advertise_url: Option<String>,
     /// Plain-HTTP ops listener.
     pub ops_listen: Option<String>,
     /// Connection limit.
@@ -370,16 +371,13 @@ impl Config {
                 format!("invalid address {listen:?}: write IP:PORT, e.g. \"127.0.0.1:2379\""),
             )
         })?;
-        let advertise_url = match s.advertise_url {
-            Some(u) => u,
-            None if addr.ip().is_unspecified() => {
-                return Err(err(
-                    "server.advertise_url",
-                    "required when server.listen is a wildcard address".into(),
-                ))
-            }
-            None => format!("https://{listen}"),
-        };
+        if s.advertise_url.is_none() && addr.ip().is_unspecified() {
+            return Err(err(
+                "server.advertise_url",
+                "required when server.listen is a wildcard address".into(),
+            ));
+        }
+        let advertise_url = s.advertise_url;
         if let Some(ops) = &s.ops_listen {
             ops.parse::<SocketAddr>().map_err(|_| {
                 err(

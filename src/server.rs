@@ -97,6 +97,7 @@ pub async fn run(
                 .http1()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
+                .max_headers(limits.max_header_count)
                 .header_read_timeout(limits.request_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192) + 65536);
             builder

@@ -7288,7 +7288,7 @@ async fn seq_advertising(advertise: Option<&str>) -> (Seq, String) {
         ),
     )
     .unwrap();
-    let kg = Keygate::start_with(pki.clone(), dir, config, port);
+    let kg = Keygate::start_with(pki.clone(), dir, config);
     let cert = pki.client("client");
     let c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
     let s = Seq {

@@ -126,12 +126,11 @@ impl Keygate {
     /// Starts keygate with the test PKI and `extra` appended to `[server]`.
     pub fn start(pki: Arc<Pki>, server_extra: &str) -> Keygate {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let config = dir.path().join("keygate.toml");
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n\
+                "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\
                  [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
                  [backend]\ndata_dir = \"data\"\n\
                  [roles.all]\nread = [\"/\"]\nwrite = [\"/\"]\nadmin = true\n\
@@ -140,16 +139,12 @@ impl Keygate {
             ),
         )
         .unwrap();
-        Keygate::start_with(pki, dir, config, port)
+        Keygate::start_with(pki, dir, config)
     }
 
-    /// Starts keygate on a prepared config file.
-    pub fn start_with(
-        pki: Arc<Pki>,
-        dir: tempfile::TempDir,
-        config: PathBuf,
-        port: u16,
-    ) -> Keygate {
+    /// Starts keygate on a prepared config file; the port is the one
+    /// keygate reports it listens on (the config may say port 0).
+    pub fn start_with(pki: Arc<Pki>, dir: tempfile::TempDir, config: PathBuf) -> Keygate {
         let mut child = Command::new(keygate_bin())
             .args(["serve", "--config"])
             .arg(&config)
@@ -166,7 +161,7 @@ impl Keygate {
                 sink.lock().unwrap().push(line);
             }
         });
-        wait_for_port(port, &mut child);
+        let port = wait_for_listening(&log, &mut child);
         Keygate {
             child,
             port,
@@ -191,6 +186,35 @@ impl Drop for Keygate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits for keygate's "keygate listening" log line and returns its port.
+fn wait_for_listening(log: &std::sync::Mutex<Vec<String>>, child: &mut Child) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for line in log.lock().unwrap().iter() {
+            if line.contains("keygate listening") {
+                let addr = line
+                    .split("listen=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("no listen= in {line:?}"));
+                return addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "keygate exited early with {status}: {}",
+                log.lock().unwrap().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "keygate did not report listening: {}",
+        log.lock().unwrap().join("\n")
+    );
 }
 
 /// Waits until something listens on `port` (or the child died).
