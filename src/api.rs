@@ -11,11 +11,22 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{ApiBody, WatchBody};
 use crate::identity::Identity;
-use crate::policy::{Decision, Permitted, Policy};
+use crate::policy::{covers, Basis, Decision, Grants, Permitted, Policy};
 use crate::store::event::Action;
+use crate::store::event::{Event, ViewTrie};
+use crate::store::Interest;
 use crate::store::{now_nanos, Started, Store, WriteOp, STAT_NAMES};
 use crate::v2::error::{self as code, EtcdError};
 use crate::v2::request::{key_path, parse_params, Form, KeyPath, KeysMethod, KeysRequest};
+
+/// A verified client: who it is and what it may do (decided once per
+/// connection).
+pub struct Client {
+    /// The identity from its leaf certificate.
+    pub identity: Identity,
+    /// Its grants under the policy.
+    pub grants: Arc<Grants>,
+}
 
 /// What every request needs: the store, the policy, and who we are.
 pub struct App {
@@ -37,6 +48,10 @@ pub struct App {
     pub max_header_count: usize,
     /// Start time, Unix ns.
     pub started: i64,
+    /// Write an audit line per decision.
+    pub audit: bool,
+    /// DER of the configured client CAs (to name a leaf's issuer).
+    pub client_cas: Vec<Vec<u8>>,
 }
 
 const JSON: &str = "application/json";
@@ -47,7 +62,7 @@ pub const ETCD_VERSION: &str = "3.4.0";
 /// Answers one request from a verified client.
 pub async fn handle(
     app: Arc<App>,
-    client: Arc<Identity>,
+    client: Arc<Client>,
     req: Request<Incoming>,
 ) -> Response<ApiBody> {
     if req.method() == Method::CONNECT || req.headers().contains_key(hyper::header::UPGRADE) {
@@ -101,7 +116,7 @@ fn strip_body(resp: Response<ApiBody>) -> Response<ApiBody> {
     Response::from_parts(parts, ApiBody::empty())
 }
 
-async fn route(app: &App, client: &Identity, req: Request<Bytes>) -> Response<ApiBody> {
+async fn route(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
     if req.method() == Method::OPTIONS {
         return Response::new(ApiBody::empty());
     }
@@ -151,7 +166,7 @@ async fn route(app: &App, client: &Identity, req: Request<Bytes>) -> Response<Ap
             r
         }),
         "/v2/stats/self" | "/v2/stats/store" | "/v2/stats/leader" => {
-            if !app.policy.may_read_stats(client) {
+            if client.grants.admin.is_none() {
                 return denied();
             }
             only(get, "GET", || json_response(stats(app, path)))
@@ -206,7 +221,7 @@ fn stats(app: &App, path: &str) -> String {
     }
 }
 
-async fn keys(app: &App, client: &Identity, req: Request<Bytes>) -> Response<ApiBody> {
+async fn keys(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
     let (parts, body) = req.into_parts();
     let rest = &parts.uri.path()["/v2/keys".len()..];
     let key = match key_path(rest) {
@@ -254,13 +269,55 @@ async fn keys(app: &App, client: &Identity, req: Request<Bytes>) -> Response<Api
     };
     let mut resp = match parsed {
         Err(e) => etcd_error(&e),
-        Ok(req) => match app.policy.decide(client, req) {
-            Decision::Deny => denied(),
-            Decision::Allow(req) => serve_keys(app, req).await,
+        Ok(req) => match app.policy.decide(&client.grants, req) {
+            Decision::Deny(req) => {
+                let resp = denied();
+                audit(app, client, &req, None, resp.status());
+                resp
+            }
+            Decision::Allow(req) => {
+                let resp = serve_keys(app, &req).await;
+                audit(app, client, req.get(), Some(req.basis()), resp.status());
+                resp
+            }
         },
     };
     cluster_header(app, &mut resp);
     resp
+}
+
+/// One audit line per decision (SPEC §6), as structured fields.
+fn audit(app: &App, client: &Client, req: &KeysRequest, basis: Option<&Basis>, status: StatusCode) {
+    if !app.audit {
+        return;
+    }
+    let id = &client.identity;
+    let (decision, prefix, role, bind) = match basis {
+        None => ("deny", "", "", -1i64),
+        Some(Basis::Traverse) => ("allow", "traverse", "", -1),
+        Some(Basis::Unenforced) => ("allow", "unenforced", "", -1),
+        Some(Basis::Prefix { prefix, origin }) => (
+            "allow",
+            prefix.as_str(),
+            origin.role.as_str(),
+            origin.bind as i64,
+        ),
+    };
+    tracing::info!(
+        target: "keygate::audit",
+        cn = ?id.cn.as_deref().unwrap_or(""),
+        uri = ?id.uris.first().map(String::as_str).unwrap_or(""),
+        fingerprint = &id.fingerprint[..id.fingerprint.len().min(16)],
+        method = req.method().as_str(),
+        key = ?req.key,
+        recursive = req.recursive,
+        wait = req.is_watch(),
+        decision,
+        bind,
+        role,
+        prefix = ?prefix,
+        status = status.as_u16(),
+    );
 }
 
 fn is_form(headers: &hyper::HeaderMap) -> bool {
@@ -274,54 +331,90 @@ fn is_form(headers: &hyper::HeaderMap) -> bool {
         })
 }
 
-/// Runs an allowed keys request against the embedded store.
-async fn serve_keys(app: &App, req: Permitted<KeysRequest>) -> Response<ApiBody> {
-    let req = req.into_inner();
+/// Runs an allowed keys request against the embedded store, answering as
+/// if the store held only the client's view.
+async fn serve_keys(app: &App, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
+    let grants = req.grants();
+    let filtered = req.enforced();
+    let traverse = matches!(req.basis(), Basis::Traverse);
+    let req_ref = req.get();
     let store: &Store = &app.store;
-    match req.method() {
-        KeysMethod::Get | KeysMethod::Head if req.is_watch() => {
-            match store.watch(&req.key, req.recursive, req.stream, req.wait_index, None) {
+    match req_ref.method() {
+        KeysMethod::Get | KeysMethod::Head if req_ref.is_watch() => {
+            let interest: Option<Interest> = filtered.then(|| {
+                let g = grants.clone();
+                Arc::new(move |e: &Event| g.sees(e)) as Interest
+            });
+            let r = req_ref;
+            match store.watch(&r.key, r.recursive, r.stream, r.wait_index, interest) {
                 Err(e) => etcd_error(&e),
                 Ok((started, index)) => {
+                    let view = filtered.then(|| grants.clone());
                     let body = match started {
-                        Started::Ready(e) => WatchBody::ready(&e, req.stream),
-                        Started::Once(rx, g) => WatchBody::once(rx, g),
-                        Started::Stream(rx, g) => WatchBody::stream(rx, g),
+                        Started::Ready(e) => WatchBody::ready(&e, r.stream, view),
+                        Started::Once(rx, g) => WatchBody::once(rx, g, view),
+                        Started::Stream(rx, g) => WatchBody::stream(rx, g, view),
                     };
                     keys_response(StatusCode::OK, index, ApiBody::Watch(body))
                 }
             }
         }
-        KeysMethod::Get | KeysMethod::Head => match store.get(&req.key, req.recursive) {
+        KeysMethod::Get | KeysMethod::Head if traverse => {
+            let trie = ViewTrie::new(&req_ref.key, grants.read.below(&req_ref.key));
+            match store.get_view(&req_ref.key, req_ref.recursive, &trie) {
+                Ok((body, index)) => keys_response(StatusCode::OK, index, ApiBody::full(body)),
+                Err(_) => {
+                    let (cause, index) = store.view_missing_cause(&req_ref.key, grants.view_trie());
+                    etcd_error(&EtcdError::new(code::KEY_NOT_FOUND, cause, index))
+                }
+            }
+        }
+        KeysMethod::Get | KeysMethod::Head => match store.get(&req_ref.key, req_ref.recursive) {
             Ok((body, index)) => keys_response(StatusCode::OK, index, ApiBody::full(body)),
-            Err(e) => etcd_error(&e),
+            Err(e) => {
+                let inside = e.cause.as_deref().is_some_and(|c| grants.can_read(c));
+                if filtered && !inside && matches!(e.code, code::KEY_NOT_FOUND | code::NOT_DIR) {
+                    // The failing component lies above the client's view.
+                    let (cause, index) = store.view_missing_cause(&req_ref.key, grants.view_trie());
+                    etcd_error(&EtcdError::new(code::KEY_NOT_FOUND, cause, index))
+                } else {
+                    etcd_error(&e)
+                }
+            }
         },
         method => {
-            let expire = req.expiration(now_nanos());
-            let no_value = req.no_value_on_success;
+            let r = req_ref.clone();
+            let can_read = !filtered || grants.can_read(&r.key);
+            let keep_value = can_read || !r.refresh;
+            let allowed_by = match req.basis() {
+                Basis::Prefix { prefix, .. } => Some(prefix.clone()),
+                _ => None,
+            };
+            let expire = r.expiration(now_nanos());
+            let no_value = r.no_value_on_success;
             let op = match method {
                 KeysMethod::Put => WriteOp::Put {
-                    key: req.key,
-                    value: req.value,
-                    dir: req.dir,
+                    key: r.key,
+                    value: r.value,
+                    dir: r.dir,
                     expire,
-                    refresh: req.refresh,
-                    prev_exist: req.prev_exist,
-                    prev_value: req.prev_value,
-                    prev_index: req.prev_index,
+                    refresh: r.refresh,
+                    prev_exist: r.prev_exist,
+                    prev_value: r.prev_value,
+                    prev_index: r.prev_index,
                 },
                 KeysMethod::Post => WriteOp::Post {
-                    key: req.key,
-                    value: req.value,
-                    dir: req.dir,
+                    key: r.key,
+                    value: r.value,
+                    dir: r.dir,
                     expire,
                 },
                 _ => WriteOp::Delete {
-                    key: req.key,
-                    dir: req.dir,
-                    recursive: req.recursive,
-                    prev_value: req.prev_value,
-                    prev_index: req.prev_index,
+                    key: r.key,
+                    dir: r.dir,
+                    recursive: r.recursive,
+                    prev_value: r.prev_value,
+                    prev_index: r.prev_index,
                 },
             };
             match store.write(op).await {
@@ -336,9 +429,22 @@ async fn serve_keys(app: &App, req: Permitted<KeysRequest>) -> Response<ApiBody>
                     } else {
                         StatusCode::OK
                     };
-                    keys_response(status, index, ApiBody::full(event.encode(strip)))
+                    let body = event.encode_with(strip, keep_value, can_read);
+                    keys_response(status, index, ApiBody::full(body))
                 }
-                Err(e) => etcd_error(&e),
+                Err(mut e) => {
+                    // Never name a path above the prefix that allowed the write.
+                    if let (Some(prefix), Some(cause)) = (&allowed_by, &e.cause) {
+                        if filtered
+                            && cause.starts_with('/')
+                            && covers(cause, prefix)
+                            && cause != prefix
+                        {
+                            e.cause = Some(prefix.clone());
+                        }
+                    }
+                    etcd_error(&e)
+                }
             }
         }
     }

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::event::Event;
+use crate::policy::Grants;
+use crate::store::event::{encode_bare, Event};
 use crate::store::WatchGuard;
 
 /// A response body.
@@ -38,6 +39,17 @@ impl ApiBody {
 pub struct WatchBody {
     state: State,
     _guard: Option<WatchGuard>,
+    /// The client's grants when answers are filtered to its view.
+    view: Option<Arc<Grants>>,
+}
+
+impl WatchBody {
+    fn render(&self, e: &Event) -> Bytes {
+        match &self.view {
+            Some(g) if !g.can_read(&e.node.key) => Bytes::from(encode_bare(e)),
+            _ => e.json(),
+        }
+    }
 }
 
 enum State {
@@ -51,9 +63,13 @@ enum State {
 
 impl WatchBody {
     /// A watch answered at once from history.
-    pub fn ready(e: &Event, stream: bool) -> WatchBody {
-        let json = Some(e.json());
+    pub fn ready(e: &Event, stream: bool, view: Option<Arc<Grants>>) -> WatchBody {
+        let json = match &view {
+            Some(g) if !g.can_read(&e.node.key) => Some(Bytes::from(encode_bare(e))),
+            _ => Some(e.json()),
+        };
         WatchBody {
+            view,
             state: if stream {
                 State::ReadyThenSilent(json)
             } else {
@@ -64,16 +80,26 @@ impl WatchBody {
     }
 
     /// A watch for the next matching event.
-    pub fn once(rx: oneshot::Receiver<Arc<Event>>, guard: WatchGuard) -> WatchBody {
+    pub fn once(
+        rx: oneshot::Receiver<Arc<Event>>,
+        guard: WatchGuard,
+        view: Option<Arc<Grants>>,
+    ) -> WatchBody {
         WatchBody {
+            view,
             state: State::Once(rx),
             _guard: Some(guard),
         }
     }
 
     /// A stream of events.
-    pub fn stream(rx: mpsc::Receiver<Arc<Event>>, guard: WatchGuard) -> WatchBody {
+    pub fn stream(
+        rx: mpsc::Receiver<Arc<Event>>,
+        guard: WatchGuard,
+        view: Option<Arc<Grants>>,
+    ) -> WatchBody {
         WatchBody {
+            view,
             state: State::Stream(rx),
             _guard: Some(guard),
         }
@@ -101,7 +127,7 @@ impl Body for ApiBody {
                     Poll::Ready(Ok(e)) => {
                         w.state = State::Ready(None);
                         w._guard = None;
-                        Poll::Ready(Some(Ok(Frame::data(e.json()))))
+                        Poll::Ready(Some(Ok(Frame::data(w.render(&e)))))
                     }
                     Poll::Ready(Err(_)) => {
                         w.state = State::Ready(None);
@@ -110,7 +136,10 @@ impl Body for ApiBody {
                 },
                 State::Stream(rx) => match rx.poll_recv(cx) {
                     Poll::Pending => Poll::Pending,
-                    Poll::Ready(Some(e)) => Poll::Ready(Some(Ok(Frame::data(e.json())))),
+                    Poll::Ready(Some(e)) => {
+                        let b = w.render(&e);
+                        Poll::Ready(Some(Ok(Frame::data(b))))
+                    }
                     Poll::Ready(None) => Poll::Ready(None),
                 },
             },

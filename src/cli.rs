@@ -11,6 +11,7 @@ use crate::api::App;
 use crate::config::{io_reason, Backend, Config};
 use crate::policy::Policy;
 use crate::store::{now_nanos, Store};
+use crate::v2::request::{key_path, KeyPath, KeysMethod, KeysRequest};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +41,25 @@ enum Command {
         #[arg(long, default_value = "config/keygate.toml")]
         config: PathBuf,
     },
+    /// Say ALLOW or DENY for a request by the holder of a certificate, and why.
+    Explain {
+        /// Configuration file.
+        #[arg(long, default_value = "config/keygate.toml")]
+        config: PathBuf,
+        /// The client certificate (PEM; intermediates may follow the leaf).
+        #[arg(long)]
+        cert: PathBuf,
+        /// GET, HEAD, PUT, POST or DELETE.
+        method: String,
+        /// The key, as in /v2/keys/KEY.
+        key: String,
+        /// A recursive request.
+        #[arg(long)]
+        recursive: bool,
+        /// A watch (`wait=true`).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Make a development CA, a server certificate and sample client certificates.
     DevCerts {
         /// Output directory.
@@ -67,6 +87,18 @@ pub fn main() -> i32 {
             allow_dev_certs,
         } => serve(&config, allow_dev_certs),
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            cert,
+            method,
+            key,
+            recursive,
+            wait,
+        } => match explain(&config, &cert, &method, &key, recursive, wait) {
+            Ok(true) => Ok(()),
+            Ok(false) => return 1,
+            Err(e) => Err(e),
+        },
         Command::DevCerts { out, force } => crate::devcerts::generate(&out, force).map(|()| {
             println!(
                 "wrote development certificates to {} (never use them in production)",
@@ -107,10 +139,169 @@ fn check(path: &Path) -> Result<(), String> {
     for (i, b) in config.binds.iter().enumerate() {
         println!("bind[{i}] -> roles {:?}", b.roles);
     }
+    // Nested write grants: one role's write prefix strictly above another's.
+    for (a, ra) in &config.roles {
+        for (b, rb) in &config.roles {
+            for pa in &ra.write {
+                for pb in &rb.write {
+                    if pa != pb && crate::policy::covers(pa, pb) {
+                        println!("warning: role {a} may write {pa}, above role {b}'s write prefix {pb}: it can block or remove {b}'s data");
+                    }
+                }
+            }
+        }
+    }
+    if let Some(ops) = &config.server.ops_listen {
+        if ops
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback())
+        {
+            println!("warning: server.ops_listen {ops} is not loopback: its endpoints are unauthenticated");
+        }
+    }
+    for (field, file) in [("tls.cert", &config.tls.cert)] {
+        if let Ok(pem) = std::fs::read(file) {
+            if let Some(Ok(der)) = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+                .next()
+                .map(|r: Result<rustls::pki_types::CertificateDer<'static>, _>| r)
+            {
+                if let Ok((_, c)) = x509_parser::parse_x509_certificate(&der) {
+                    let left = c.validity().not_after.timestamp() - now_nanos() / 1_000_000_000;
+                    if left < 30 * 86_400 {
+                        println!(
+                            "warning: {field} {} expires in {} days",
+                            file.display(),
+                            left / 86_400
+                        );
+                    }
+                }
+            }
+        }
+    }
     if uses_dev_ca(&config)? {
         println!("warning: tls.client_ca contains the development CA, whose private key is public");
     }
     Ok(())
+}
+
+/// Prints the decision; `Ok(true)` on ALLOW.
+fn explain(
+    path: &Path,
+    cert: &Path,
+    method: &str,
+    key: &str,
+    recursive: bool,
+    wait: bool,
+) -> Result<bool, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("--cert: {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--cert: {}: not a PEM certificate: {e}", cert.display()))?;
+    let Some(leaf) = chain.first() else {
+        return Err(format!("--cert: {}: holds no certificate", cert.display()));
+    };
+    let method = match method.to_ascii_uppercase().as_str() {
+        "GET" => KeysMethod::Get,
+        "HEAD" => KeysMethod::Head,
+        "PUT" => KeysMethod::Put,
+        "POST" => KeysMethod::Post,
+        "DELETE" => KeysMethod::Delete,
+        other => {
+            return Err(format!(
+                "METHOD: {other:?}: write GET, HEAD, PUT, POST or DELETE"
+            ))
+        }
+    };
+    let key = match key_path(&format!("/{}", key.trim_start_matches('/'))) {
+        KeyPath::Key(k) => k,
+        KeyPath::Redirect(loc) => {
+            let clean = loc.trim_start_matches("/v2/keys");
+            return Err(format!(
+                "KEY: not clean: keygate answers 301 to {}",
+                if clean.is_empty() { "/" } else { clean }
+            ));
+        }
+        KeyPath::BadEscape => return Err("KEY: bad percent-encoding".into()),
+        KeyPath::NotUtf8 => return Err("KEY: not valid UTF-8".into()),
+    };
+    let verifier = crate::tls::client_verifier(&config.tls).map_err(|e| e.to_string())?;
+    if let Err(e) = verifier.verify_client_cert(leaf, &chain[1..], UnixTime::now()) {
+        println!("DENY: the certificate is refused at the TLS handshake: {e}");
+        return Ok(false);
+    }
+    let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
+    let issuers: Vec<&[u8]> = chain[1..]
+        .iter()
+        .map(|c| c.as_ref())
+        .chain(roots.iter().map(|c| c.as_ref()))
+        .collect();
+    let id = crate::identity::Identity::from_leaf(leaf, &issuers);
+    println!("identity:");
+    println!("  cn: {}", id.cn.as_deref().unwrap_or("(none)"));
+    for (name, values) in [
+        ("ou", &id.ou),
+        ("o", &id.o),
+        ("dns", &id.dns),
+        ("uri", &id.uris),
+        ("email", &id.emails),
+    ] {
+        for v in values {
+            println!("  {name}: {v}");
+        }
+    }
+    println!("  fingerprint: {}", id.fingerprint);
+    println!("  issuer: {}", id.issuer.as_deref().unwrap_or("(unknown)"));
+    if let Ok((_, c)) = x509_parser::parse_x509_certificate(leaf) {
+        if c.extended_key_usage().ok().flatten().is_none() {
+            println!("  note: the certificate has no extended key usage (accepted, RFC 5280)");
+        }
+    }
+    let policy = Policy::new(&config);
+    let grants = policy.grants(&id);
+    for b in &grants.binds {
+        println!("matches bind[{b}] -> roles {:?}", config.binds[*b].roles);
+    }
+    let req = KeysRequest {
+        method: Some(method),
+        key: key.clone(),
+        recursive,
+        wait,
+        ..KeysRequest::default()
+    };
+    let flags = format!(
+        "{}{}",
+        if recursive { " --recursive" } else { "" },
+        if wait { " --wait" } else { "" }
+    );
+    match crate::policy::decide_basis(&grants, &req) {
+        Some(crate::policy::Basis::Prefix { prefix, origin }) => {
+            println!(
+                "ALLOW {} {key}{flags}: bind[{}] role {} prefix {prefix}",
+                method.as_str(),
+                origin.bind,
+                origin.role
+            );
+            Ok(true)
+        }
+        Some(_) => {
+            println!(
+                "ALLOW {} {key}{flags}: traverse (answered with the client's view only)",
+                method.as_str()
+            );
+            Ok(true)
+        }
+        None => {
+            println!(
+                "DENY {} {key}{flags}: no role of this client allows it",
+                method.as_str()
+            );
+            Ok(false)
+        }
+    }
 }
 
 fn uses_dev_ca(config: &Config) -> Result<bool, String> {
@@ -253,7 +444,13 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         let store = Store::memory();
         let app = Arc::new(App {
             store: store.clone(),
-            policy: Policy::allow_all(),
+            policy: Policy::new(&config),
+            audit: config.log.audit,
+            client_cas: crate::tls::client_roots(&config.tls)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|c| c.to_vec())
+                .collect(),
             cluster_id,
             name: "keygate".into(),
             advertise_url: advertise_url.clone(),
@@ -271,7 +468,6 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             roles = config.roles.len(),
             "keygate listening"
         );
-        tracing::warn!("access control NOT enforced: every verified client has full access");
         crate::server::run(listener, tls, app, config.server.clone(), shutdown_signal()).await;
         store.shutdown();
         tracing::info!("stopped");

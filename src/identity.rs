@@ -1,40 +1,85 @@
-//! Who the client is, read from its verified leaf certificate only.
+//! Who the client is, read from its verified leaf certificate only —
+//! never from intermediates, the root, or anything in the request.
 
 use x509_parser::prelude::*;
 
 /// The identity of a verified client.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
-    /// Subject common name (only when exactly one CN attribute).
+    /// Subject common name; `None` when the subject has no CN, more than
+    /// one, or one that is not UTF-8 without NUL.
     pub cn: Option<String>,
+    /// Subject organizational units.
+    pub ou: Vec<String>,
+    /// Subject organizations.
+    pub o: Vec<String>,
+    /// SAN DNS names.
+    pub dns: Vec<String>,
     /// SAN URIs.
     pub uris: Vec<String>,
+    /// SAN email addresses.
+    pub emails: Vec<String>,
     /// SHA-256 of the leaf certificate's DER, lower-case hex.
     pub fingerprint: String,
+    /// SHA-256 of the DER of the CA certificate that issued the leaf.
+    pub issuer: Option<String>,
+    /// The leaf's notAfter, Unix seconds.
+    pub not_after: Option<i64>,
+}
+
+fn text(attr: &AttributeTypeAndValue<'_>) -> Option<String> {
+    attr.as_str()
+        .ok()
+        .filter(|s| !s.contains('\0'))
+        .map(str::to_string)
+}
+
+/// SHA-256 of `der`, lower-case hex.
+pub fn sha256_hex(der: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 impl Identity {
     /// Reads the identity from the DER of the verified leaf certificate.
-    pub fn from_leaf(der: &[u8]) -> Identity {
-        let fingerprint = hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref());
+    /// `issuers` are the candidate issuing certificates (the intermediates
+    /// the client sent and the configured CAs): the one whose key verifies
+    /// the leaf's signature is the issuer.
+    pub fn from_leaf(der: &[u8], issuers: &[&[u8]]) -> Identity {
         let mut id = Identity {
-            fingerprint,
+            fingerprint: sha256_hex(der),
             ..Identity::default()
         };
-        if let Ok((_, cert)) = X509Certificate::from_der(der) {
-            let cns: Vec<_> = cert.subject().iter_common_name().collect();
-            if cns.len() == 1 {
-                id.cn = cns[0]
-                    .as_str()
-                    .ok()
-                    .filter(|s| !s.contains('\0'))
-                    .map(str::to_string);
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return id;
+        };
+        let subject = cert.subject();
+        let cns: Vec<_> = subject.iter_common_name().collect();
+        if cns.len() == 1 {
+            id.cn = text(cns[0]);
+        }
+        id.ou = subject
+            .iter_organizational_unit()
+            .filter_map(text)
+            .collect();
+        id.o = subject.iter_organization().filter_map(text).collect();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(d) => id.dns.push((*d).to_string()),
+                    GeneralName::URI(u) => id.uris.push((*u).to_string()),
+                    GeneralName::RFC822Name(e) => id.emails.push((*e).to_string()),
+                    _ => {}
+                }
             }
-            if let Ok(Some(san)) = cert.subject_alternative_name() {
-                for name in &san.value.general_names {
-                    if let GeneralName::URI(u) = name {
-                        id.uris.push((*u).to_string());
-                    }
+        }
+        id.not_after = Some(cert.validity().not_after.timestamp());
+        for candidate in issuers {
+            if let Ok((_, ca)) = X509Certificate::from_der(candidate) {
+                if ca.subject().as_raw() == cert.issuer().as_raw()
+                    && cert.verify_signature(Some(ca.public_key())).is_ok()
+                {
+                    id.issuer = Some(sha256_hex(candidate));
+                    break;
                 }
             }
         }

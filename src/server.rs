@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::api::{self, App};
+use crate::api::{self, App, Client};
 use crate::config::Server as ServerLimits;
 use crate::identity::Identity;
 
@@ -25,6 +25,44 @@ pub struct ListenerStats {
     pub refused: AtomicU64,
     /// Failed or timed-out handshakes.
     pub handshake_failures: AtomicU64,
+    /// Failed handshakes by reason.
+    pub by_reason: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl ListenerStats {
+    fn count_reason(&self, reason: &'static str) {
+        let mut m = self.by_reason.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(reason).or_default() += 1;
+    }
+}
+
+/// A short, bounded label for why a handshake failed (for counters: never
+/// a certificate field).
+pub fn handshake_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(err) = e.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return "io";
+    };
+    match err {
+        Error::NoCertificatesPresented => "no_certificate",
+        Error::InvalidCertificate(c) => match c {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not_yet_valid"
+            }
+            CertificateError::Revoked => "revoked",
+            CertificateError::UnknownIssuer => "unknown_issuer",
+            CertificateError::UnknownRevocationStatus => "no_crl",
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                "wrong_key_usage"
+            }
+            CertificateError::BadSignature => "bad_signature",
+            _ => "invalid_certificate",
+        },
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => "protocol",
+        Error::PeerIncompatible(_) => "incompatible",
+        _ => "other",
+    }
 }
 
 /// Serves until `shutdown` completes, then stops accepting and gives
@@ -73,12 +111,15 @@ pub async fn run(
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        let reason = handshake_reason(&e);
+                        stats.count_reason(reason);
+                        tracing::debug!(%peer, reason, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
                         stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%peer, "TLS handshake timed out");
+                        stats.count_reason("timeout");
+                        tracing::debug!(%peer, reason = "timeout", "TLS handshake timed out");
                         return;
                     }
                 };
@@ -86,7 +127,17 @@ pub async fn run(
                 // The verifier requires a certificate; never serve without one.
                 return;
             };
-            let client = Arc::new(Identity::from_leaf(leaf));
+            let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+            let issuers: Vec<&[u8]> = chain[1..]
+                .iter()
+                .map(|c| c.as_ref())
+                .chain(app.client_cas.iter().map(Vec::as_slice))
+                .collect();
+            let identity = Identity::from_leaf(leaf, &issuers);
+            let not_after = identity.not_after;
+            let grants = Arc::new(app.policy.grants(&identity));
+            tracing::debug!(%peer, client = identity.label(), roles = ?grants.roles, "client connected");
+            let client = Arc::new(Client { identity, grants });
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 let client = client.clone();
@@ -98,7 +149,9 @@ pub async fn run(
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .max_headers(limits.max_header_count)
-                .header_read_timeout(limits.request_timeout)
+                // hyper runs this timer while a keep-alive connection waits for its
+                // next request too, so it is the idle timeout as well.
+                .header_read_timeout(limits.idle_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192) + 65536);
             builder
                 .http2()
@@ -107,8 +160,23 @@ pub async fn run(
                 .max_header_list_size(limits.max_header_bytes as u32);
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             let conn = watcher.watch(conn.into_owned());
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            // The connection's authority ends with its certificate.
+            let expiry = not_after
+                .map(|t| {
+                    t.saturating_sub(crate::store::now_nanos() / 1_000_000_000)
+                        .max(0) as u64
+                })
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(std::time::Duration::MAX);
+            tokio::select! {
+                res = conn => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = tokio::time::sleep(expiry.min(std::time::Duration::from_secs(u32::MAX as u64))) => {
+                    tracing::info!(%peer, "client certificate expired: connection closed");
+                }
             }
         });
     }

@@ -44,25 +44,12 @@ pub fn client_roots(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigErr
     read_certs("tls.client_ca", &tls.client_ca)
 }
 
-/// Builds the rustls server configuration: client certificate required
-/// and verified against `client_ca` (and CRLs), TLS 1.2+, ALPN h2 and
-/// http/1.1, no session resumption (every connection is fully verified).
-pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
-    let chain = read_certs("tls.cert", &tls.cert)?;
-    let key_bytes = std::fs::read(&tls.key).map_err(|e| {
-        ConfigError(format!(
-            "tls.key: cannot read {}: {}",
-            tls.key.display(),
-            io_reason(&e)
-        ))
-    })?;
-    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
-        ConfigError(format!(
-            "tls.key: {}: no usable PEM private key: {e}",
-            tls.key.display()
-        ))
-    })?;
-
+/// The client certificate verifier: chains to `client_ca`, validity,
+/// clientAuth usage (when the leaf has an EKU extension), CRLs for every
+/// certificate below the anchor when `crl` is set.
+pub fn client_verifier(
+    tls: &Tls,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
     let provider = Arc::new(default_provider());
     let mut roots = RootCertStore::empty();
     for (i, c) in client_roots(tls)?.into_iter().enumerate() {
@@ -89,11 +76,33 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
             })?);
         }
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .with_crls(crls)
         .build()
-        .map_err(|e| ConfigError(format!("tls.client_ca: {}: {e}", tls.client_ca.display())))?;
+        .map_err(|e| ConfigError(format!("tls.client_ca: {}: {e}", tls.client_ca.display())))
+}
 
+/// Builds the rustls server configuration: client certificate required
+/// and verified against `client_ca` (and CRLs), TLS 1.2+, ALPN h2 and
+/// http/1.1, no session resumption (every connection is fully verified).
+pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
+    let chain = read_certs("tls.cert", &tls.cert)?;
+    let key_bytes = std::fs::read(&tls.key).map_err(|e| {
+        ConfigError(format!(
+            "tls.key: cannot read {}: {}",
+            tls.key.display(),
+            io_reason(&e)
+        ))
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| {
+        ConfigError(format!(
+            "tls.key: {}: no usable PEM private key: {e}",
+            tls.key.display()
+        ))
+    })?;
+
+    let provider = Arc::new(default_provider());
+    let verifier = client_verifier(tls)?;
     let versions: &[&'static rustls::SupportedProtocolVersion] = if tls.min_version == "1.3" {
         &[&rustls::version::TLS13]
     } else {

@@ -183,14 +183,26 @@ impl Event {
     /// The event's JSON; `no_value` leaves out the nodes
     /// (`noValueOnSuccess`).
     pub fn encode(&self, no_value: bool) -> Vec<u8> {
+        self.encode_with(no_value, true, true)
+    }
+
+    /// The event's JSON with `node.value` and `prevNode` left out unless
+    /// kept (write without read, SPEC §3.2).
+    pub fn encode_with(&self, no_value: bool, keep_value: bool, keep_prev: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
         out.extend_from_slice(b"{\"action\":\"");
         out.extend_from_slice(self.action.as_str().as_bytes());
         out.push(b'"');
         if !no_value {
             out.extend_from_slice(b",\"node\":");
-            self.node.write(&mut out);
-            if let Some(p) = &self.prev {
+            if keep_value {
+                self.node.write(&mut out);
+            } else {
+                let mut n = self.node.clone();
+                n.value = None;
+                n.write(&mut out);
+            }
+            if let Some(p) = self.prev.as_ref().filter(|_| keep_prev) {
                 out.extend_from_slice(b",\"prevNode\":");
                 p.write(&mut out);
             }
@@ -211,7 +223,20 @@ impl Event {
 pub fn render_get(out: &mut Vec<u8>, key: &str, node: &Node, recursive: bool, now: i64) {
     out.extend_from_slice(b"{\"action\":\"get\",\"node\":");
     let display_key = if key == "/" { "" } else { key };
+    write_tree(out, display_key, node, true, recursive, now);
+    out.extend_from_slice(b"}\n");
+}
 
+/// Writes one node object: its children when `list_top` (one level, or the
+/// whole subtree when `recursive`).
+fn write_tree(
+    out: &mut Vec<u8>,
+    display_key: &str,
+    node: &Node,
+    list_top: bool,
+    recursive: bool,
+    now: i64,
+) {
     struct Frame<'a> {
         iter: imbl::ordmap::Iter<'a, Arc<str>, Arc<Node>>,
         key: String,
@@ -220,7 +245,7 @@ pub fn render_get(out: &mut Vec<u8>, key: &str, node: &Node, recursive: bool, no
     }
 
     let mut stack: Vec<Frame<'_>> = Vec::new();
-    match open_node(out, display_key, node, true, now) {
+    match open_node(out, display_key, node, list_top, now) {
         Opened::Nodes => {
             if let Kind::Dir(children) = &node.kind {
                 stack.push(Frame {
@@ -270,7 +295,152 @@ pub fn render_get(out: &mut Vec<u8>, key: &str, node: &Node, recursive: bool, no
             }
         }
     }
+}
+
+/// The read prefixes below a directory, as a trie relative to it.
+#[derive(Default, Debug)]
+pub struct ViewTrie {
+    children: std::collections::BTreeMap<String, ViewTrie>,
+    terminal: bool,
+}
+
+impl ViewTrie {
+    /// The trie of `prefixes` (canonical, strictly below `key`).
+    pub fn new<'a>(key: &str, prefixes: impl Iterator<Item = &'a str>) -> ViewTrie {
+        let mut root = ViewTrie::default();
+        let base = if key == "/" { 0 } else { key.len() };
+        for p in prefixes {
+            let mut t = &mut root;
+            for comp in p[base..].split('/').filter(|c| !c.is_empty()) {
+                t = t.children.entry(comp.to_string()).or_default();
+            }
+            t.terminal = true;
+        }
+        root
+    }
+
+    /// Whether `node` (at this trie position) is in the view: it is
+    /// covered, or a directory with a covered node below it.
+    pub fn in_view(&self, node: &Node) -> bool {
+        if self.terminal {
+            return true;
+        }
+        let Some(children) = node.children() else {
+            return false;
+        };
+        self.children
+            .iter()
+            .any(|(name, t)| children.get(name.as_str()).is_some_and(|c| t.in_view(c)))
+    }
+
+    /// The component below which the walk from this position along `rest`
+    /// first leaves the view, as a count of components that stay inside.
+    pub fn depth_in_view(&self, node: &Node, rest: &[&str]) -> usize {
+        let mut t = self;
+        let mut n: &Node = node;
+        let mut depth = 0;
+        for comp in rest {
+            if t.terminal {
+                // Covered from here on: plain existence decides.
+                let Some(c) = n.children().and_then(|c| c.get(*comp)) else {
+                    return depth;
+                };
+                n = c;
+                depth += 1;
+                continue;
+            }
+            let (Some(ct), Some(cn)) = (
+                t.children.get(*comp),
+                n.children().and_then(|c| c.get(*comp)),
+            ) else {
+                return depth;
+            };
+            if !ct.in_view(cn) {
+                return depth;
+            }
+            t = ct;
+            n = cn;
+            depth += 1;
+        }
+        depth
+    }
+}
+
+/// Writes the answer to a GET of a directory above the client's view, as
+/// if the store held only the view: bare directories (key and `dir` only)
+/// down to the covered nodes, which are shown in full.
+pub fn render_view(
+    out: &mut Vec<u8>,
+    key: &str,
+    node: &Node,
+    trie: &ViewTrie,
+    recursive: bool,
+    now: i64,
+) {
+    out.extend_from_slice(b"{\"action\":\"get\",\"node\":");
+    let display_key = if key == "/" { "" } else { key };
+    write_view(out, display_key, node, trie, true, recursive, now);
     out.extend_from_slice(b"}\n");
+}
+
+fn write_view(
+    out: &mut Vec<u8>,
+    display_key: &str,
+    node: &Node,
+    trie: &ViewTrie,
+    top: bool,
+    recursive: bool,
+    now: i64,
+) {
+    out.push(b'{');
+    if !display_key.is_empty() {
+        out.extend_from_slice(b"\"key\":");
+        write_str(out, display_key);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"dir\":true");
+    if top || recursive {
+        let mut first = true;
+        if let Some(children) = node.children() {
+            for (name, t) in &trie.children {
+                if is_hidden(name) {
+                    continue;
+                }
+                let Some(child) = children.get(name.as_str()) else {
+                    continue;
+                };
+                if !t.in_view(child) {
+                    continue;
+                }
+                out.extend_from_slice(if first { b",\"nodes\":[" } else { b"," });
+                first = false;
+                let ckey = format!("{display_key}/{name}");
+                if t.terminal {
+                    write_tree(out, &ckey, child, recursive, recursive, now);
+                } else {
+                    write_view(out, &ckey, child, t, false, recursive, now);
+                }
+            }
+        }
+        if !first {
+            out.push(b']');
+        }
+    }
+    out.push(b'}');
+}
+
+/// A delete or expiry of a directory above the client's view, as a bare
+/// node: `{"action":..,"node":{"key":..,"dir":true},"prevNode":{..same..}}`.
+pub fn encode_bare(e: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"{\"action\":\"");
+    out.extend_from_slice(e.action.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"node\":{\"key\":");
+    write_str(&mut out, &e.node.key);
+    out.extend_from_slice(b",\"dir\":true},\"prevNode\":{\"key\":");
+    write_str(&mut out, &e.node.key);
+    out.extend_from_slice(b",\"dir\":true}}\n");
+    out
 }
 
 fn has_visible_children(node: &Node) -> bool {

@@ -229,6 +229,46 @@ impl Store {
         res
     }
 
+    /// Answers a GET of a directory above a client's view, as if the store
+    /// held only the view. `Err(index)` when the node is not in the view.
+    pub fn get_view(
+        &self,
+        key: &str,
+        recursive: bool,
+        trie: &event::ViewTrie,
+    ) -> Result<(Vec<u8>, u64), u64> {
+        let snap = self.snapshot();
+        match lookup(&snap.root, key) {
+            Lookup::Found(node) if node.is_dir() && trie.in_view(node) => {
+                let mut out = Vec::with_capacity(256);
+                event::render_view(&mut out, key, node, trie, recursive, now_nanos());
+                self.shared.stats.bump(0);
+                Ok((out, snap.index))
+            }
+            _ => {
+                self.shared.stats.bump(1);
+                Err(snap.index)
+            }
+        }
+    }
+
+    /// The first component of `key` outside the view that `trie` (built
+    /// from the root) describes: the cause of a 100 answered from a view.
+    pub fn view_missing_cause(&self, key: &str, trie: &event::ViewTrie) -> (String, u64) {
+        let snap = self.snapshot();
+        let comps: Vec<&str> = components(key).collect();
+        let depth = trie.depth_in_view(&snap.root, &comps);
+        let mut cause = String::new();
+        for c in comps.iter().take(depth + 1) {
+            cause.push('/');
+            cause.push_str(c);
+        }
+        if cause.is_empty() {
+            cause.push('/');
+        }
+        (cause, snap.index)
+    }
+
     /// Applies a write; answers once it is committed and published.
     pub async fn write(&self, op: WriteOp) -> WriteResult {
         let (tx, rx) = oneshot::channel();
