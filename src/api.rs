@@ -276,7 +276,7 @@ async fn keys(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBo
                 resp
             }
             Decision::Allow(req) => {
-                let resp = serve_keys(app, &req).await;
+                let resp = serve_keys(app, client, &req).await;
                 audit(app, client, req.get(), Some(req.basis()), resp.status());
                 resp
             }
@@ -333,7 +333,7 @@ fn is_form(headers: &hyper::HeaderMap) -> bool {
 
 /// Runs an allowed keys request against the embedded store, answering as
 /// if the store held only the client's view.
-async fn serve_keys(app: &App, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
+async fn serve_keys(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
     let grants = req.grants();
     let filtered = req.enforced();
     let traverse = matches!(req.basis(), Basis::Traverse);
@@ -354,6 +354,11 @@ async fn serve_keys(app: &App, req: &Permitted<KeysRequest>) -> Response<ApiBody
                         Started::Ready(e) => WatchBody::ready(&e, r.stream, view),
                         Started::Once(rx, g) => WatchBody::once(rx, g, view),
                         Started::Stream(rx, g) => WatchBody::stream(rx, g, view),
+                    };
+                    let body = if app.audit {
+                        body.audited(client.identity.label(), &r.key)
+                    } else {
+                        body
                     };
                     keys_response(StatusCode::OK, index, ApiBody::Watch(body))
                 }

@@ -41,9 +41,26 @@ pub struct WatchBody {
     _guard: Option<WatchGuard>,
     /// The client's grants when answers are filtered to its view.
     view: Option<Arc<Grants>>,
+    /// (client, key) for the audit line written when the watch ends.
+    audit: Option<(String, String)>,
+}
+
+impl Drop for WatchBody {
+    fn drop(&mut self) {
+        if let Some((client, key)) = &self.audit {
+            tracing::info!(target: "keygate::audit", event = "watch_end", cn = ?client, key = ?key);
+        }
+    }
 }
 
 impl WatchBody {
+    /// Writes a `watch_end` audit line for `client` and `key` when the
+    /// watch ends.
+    pub fn audited(mut self, client: &str, key: &str) -> WatchBody {
+        self.audit = Some((client.to_string(), key.to_string()));
+        self
+    }
+
     fn render(&self, e: &Event) -> Bytes {
         match &self.view {
             Some(g) if !g.can_read(&e.node.key) => Bytes::from(encode_bare(e)),
@@ -69,6 +86,7 @@ impl WatchBody {
             _ => Some(e.json()),
         };
         WatchBody {
+            audit: None,
             view,
             state: if stream {
                 State::ReadyThenSilent(json)
@@ -86,6 +104,7 @@ impl WatchBody {
         view: Option<Arc<Grants>>,
     ) -> WatchBody {
         WatchBody {
+            audit: None,
             view,
             state: State::Once(rx),
             _guard: Some(guard),
@@ -99,6 +118,7 @@ impl WatchBody {
         view: Option<Arc<Grants>>,
     ) -> WatchBody {
         WatchBody {
+            audit: None,
             view,
             state: State::Stream(rx),
             _guard: Some(guard),

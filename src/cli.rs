@@ -181,7 +181,100 @@ fn check(path: &Path) -> Result<(), String> {
     if uses_dev_ca(&config)? {
         println!("warning: tls.client_ca contains the development CA, whose private key is public");
     }
+    check_pki(&config)?;
+    check_rules(&config);
     Ok(())
+}
+
+/// Warnings about the client CAs and CRLs.
+fn check_pki(config: &Config) -> Result<(), String> {
+    let now = now_nanos() / 1_000_000_000;
+    let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
+    let mut crl_issuers: Vec<Vec<u8>> = Vec::new();
+    for path in &config.tls.crl {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("tls.crl: {}: {}", path.display(), io_reason(&e)))?;
+        for der in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            let der: rustls::pki_types::CertificateRevocationListDer<'static> =
+                der.map_err(|e| format!("tls.crl: {}: {e}", path.display()))?;
+            if let Ok((_, crl)) = x509_parser::parse_x509_crl(&der) {
+                crl_issuers.push(crl.issuer().as_raw().to_vec());
+                if let Some(next) = crl.next_update() {
+                    if next.timestamp() < now {
+                        println!(
+                            "warning: tls.crl {} (issuer {}) is past its nextUpdate: still used, renew it",
+                            path.display(),
+                            crl.issuer()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for der in &roots {
+        let Ok((_, ca)) = x509_parser::parse_x509_certificate(der) else {
+            continue;
+        };
+        let left = ca.validity().not_after.timestamp() - now;
+        if left < 30 * 86_400 {
+            println!(
+                "warning: client CA {} expires in {} days",
+                ca.subject(),
+                left / 86_400
+            );
+        }
+        if !config.tls.crl.is_empty() && !crl_issuers.iter().any(|i| i == ca.subject().as_raw()) {
+            println!(
+                "warning: client CA {} has no CRL in tls.crl: certificates it signs are refused (every certificate below the anchor needs a CRL when CRLs are configured)",
+                ca.subject()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Warnings about rules that overlap or can never decide anything.
+fn check_rules(config: &Config) {
+    for (name, role) in &config.roles {
+        for (verb, list) in [("read", &role.read), ("write", &role.write)] {
+            for p in list {
+                if let Some(q) = list.iter().find(|q| *q != p && crate::policy::covers(q, p)) {
+                    println!("warning: role {name}: {verb} prefix {p} is unreachable: {q} already covers it");
+                }
+            }
+        }
+        let used = config.binds.iter().any(|b| b.roles.contains(name));
+        if !used {
+            println!("warning: role {name} is granted by no bind");
+        }
+    }
+    for (i, a) in config.binds.iter().enumerate() {
+        for (j, b) in config.binds.iter().enumerate().skip(i + 1) {
+            let key = |x: &crate::config::Bind| {
+                (
+                    x.cn.clone(),
+                    x.ou.clone(),
+                    x.o.clone(),
+                    x.dns.clone(),
+                    x.uri.clone(),
+                    x.email.clone(),
+                    x.fingerprint.clone(),
+                    x.issuer.clone(),
+                    x.any,
+                )
+            };
+            if key(a) == key(b) {
+                println!("warning: bind[{i}] and bind[{j}] match the same certificates: merge their roles");
+            }
+        }
+        if a.any
+            && a.roles
+                .iter()
+                .any(|r| config.roles.get(r).is_some_and(|r| !r.write.is_empty()))
+        {
+            println!("warning: bind[{i}] (any = true) gives every verified client write access");
+        }
+    }
 }
 
 /// Prints the decision; `Ok(true)` on ALLOW.

@@ -134,7 +134,13 @@ pub async fn run(
                 .chain(app.client_cas.iter().map(Vec::as_slice))
                 .collect();
             let identity = Identity::from_leaf(leaf, &issuers);
-            let not_after = identity.not_after;
+            // The connection's authority ends with the first certificate of
+            // its chain to expire.
+            let not_after = chain
+                .iter()
+                .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .min();
             let grants = Arc::new(app.policy.grants(&identity));
             tracing::debug!(%peer, client = identity.label(), roles = ?grants.roles, "client connected");
             let client = Arc::new(Client { identity, grants });
@@ -163,10 +169,11 @@ pub async fn run(
             // The connection's authority ends with its certificate.
             let expiry = not_after
                 .map(|t| {
-                    t.saturating_sub(crate::store::now_nanos() / 1_000_000_000)
-                        .max(0) as u64
+                    let left = t
+                        .saturating_mul(1_000_000_000)
+                        .saturating_sub(crate::store::now_nanos());
+                    std::time::Duration::from_nanos(left.max(0) as u64)
                 })
-                .map(std::time::Duration::from_secs)
                 .unwrap_or(std::time::Duration::MAX);
             tokio::select! {
                 res = conn => {

@@ -357,3 +357,64 @@ fn dev_certs_writes_ten_files_and_refuses_to_overwrite() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// SPEC §2: with the development CA in `tls.client_ca`, `serve` refuses a
+/// non-loopback listener unless `--allow-dev-certs`, and `check` warns.
+#[test]
+fn dev_ca_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    assert_eq!(
+        run(&["dev-certs", "--out", certs.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let config = dir.path().join("keygate.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"0.0.0.0:0\"\nadvertise_url = \"https://gate.example:2379\"\n\
+         [tls]\ncert = \"certs/server.pem\"\nkey = \"certs/server-key.pem\"\nclient_ca = \"certs/ca.pem\"\n\
+         [backend]\ndata_dir = \"data\"\n",
+    )
+    .unwrap();
+    let line = one_line_error(&serve(&config));
+    assert!(line.contains("development CA"), "{line}");
+    assert!(line.contains("--allow-dev-certs"), "{line}");
+    assert!(line.contains("keygate.toml"), "{line}");
+
+    let out = check(&config);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("warning: tls.client_ca contains the development CA"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // With the flag it starts (and says so on stderr): stop it once it listens.
+    let mut child = Command::new(keygate_bin())
+        .args(["serve", "--allow-dev-certs", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut warned = false;
+    let mut listening = false;
+    for line in lines.by_ref().take(10) {
+        let line = line.unwrap();
+        warned |= line.contains("development CA");
+        if line.contains("keygate listening") {
+            listening = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        warned && listening,
+        "warned {warned}, listening {listening}"
+    );
+}

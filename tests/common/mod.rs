@@ -16,8 +16,9 @@ use hyper::client::conn::{http1, http2};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -31,28 +32,148 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
+/// A certificate authority made with rcgen: a root, or an intermediate
+/// below another `Ca`.
+pub struct Ca {
+    /// The CA certificate.
+    pub cert: rcgen::Certificate,
+    /// Its key.
+    pub key: KeyPair,
+    /// PEM of the intermediates from this CA up to (not including) the
+    /// root; empty for a root. Appended to the leaves it issues so that
+    /// clients send the chain.
+    pub chain_pem: String,
+}
+
+impl Ca {
+    /// A self-signed root CA with CN `name`.
+    pub fn root(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let cert = ca_params(name).self_signed(&key).unwrap();
+        Ca {
+            cert,
+            key,
+            chain_pem: String::new(),
+        }
+    }
+
+    /// An intermediate CA with CN `name` signed by this CA; `edit` shapes it.
+    pub fn intermediate(&self, name: &str, edit: impl FnOnce(&mut CertificateParams)) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut p = ca_params(name);
+        edit(&mut p);
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        let chain_pem = format!("{}{}", cert.pem(), self.chain_pem);
+        Ca {
+            cert,
+            key,
+            chain_pem,
+        }
+    }
+
+    /// The CA certificate's DER.
+    pub fn der(&self) -> &[u8] {
+        self.cert.der()
+    }
+
+    /// Writes the CA certificate as PEM to `path`.
+    pub fn write_pem(&self, path: &Path) {
+        std::fs::write(path, self.cert.pem()).unwrap();
+    }
+
+    /// Issues a leaf with CN `name` (clientAuth), written to
+    /// `dir/{name}.pem` (leaf, then this CA's intermediates) and
+    /// `dir/{name}-key.pem`; `edit` shapes it.
+    pub fn issue(
+        &self,
+        dir: &Path,
+        name: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> CertFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        p.distinguished_name = dn;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        edit(&mut p);
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        let files = CertFiles {
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+        };
+        std::fs::write(&files.cert, format!("{}{}", cert.pem(), self.chain_pem)).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    /// Writes a CRL signed by this CA that revokes `serials` to `path`
+    /// (thisUpdate an hour ago, nextUpdate in a day).
+    pub fn crl(&self, path: &Path, serials: &[u64]) {
+        let now = time::OffsetDateTime::now_utc();
+        self.crl_dated(
+            path,
+            serials,
+            now - time::Duration::hours(1),
+            now + time::Duration::days(1),
+        );
+    }
+
+    /// Like [`Ca::crl`] with the given thisUpdate and nextUpdate.
+    pub fn crl_dated(
+        &self,
+        path: &Path,
+        serials: &[u64],
+        this_update: time::OffsetDateTime,
+        next_update: time::OffsetDateTime,
+    ) {
+        let crl = CertificateRevocationListParams {
+            this_update,
+            next_update,
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: this_update,
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.cert, &self.key)
+        .unwrap();
+        std::fs::write(path, crl.pem().unwrap()).unwrap();
+    }
+}
+
+fn ca_params(name: &str) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    p.distinguished_name = dn;
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p
+}
+
 /// A test PKI: a CA, a server certificate and named client certificates.
 pub struct Pki {
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
     pub server: CertFiles,
-    ca_cert: rcgen::Certificate,
-    ca_key: KeyPair,
+    /// The root CA (its certificate is the file `ca`).
+    pub root: Ca,
 }
 
 impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::default();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "keygate test CA");
-        p.distinguished_name = dn;
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = p.self_signed(&ca_key).unwrap();
+        let root = Ca::root("keygate test CA");
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        root.write_pem(&ca);
         let mut pki = Pki {
             server: CertFiles {
                 cert: PathBuf::new(),
@@ -60,8 +181,7 @@ impl Pki {
             },
             dir,
             ca,
-            ca_cert,
-            ca_key,
+            root,
         };
         pki.server = pki.issue("server", |p| {
             p.subject_alt_names = vec![
@@ -75,21 +195,28 @@ impl Pki {
 
     /// Issues a leaf named `name`; `edit` shapes it.
     pub fn issue(&self, name: &str, edit: impl FnOnce(&mut CertificateParams)) -> CertFiles {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
-        p.distinguished_name = dn;
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        edit(&mut p);
-        let cert = p.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
-        let files = CertFiles {
-            cert: self.dir.path().join(format!("{name}.pem")),
-            key: self.dir.path().join(format!("{name}-key.pem")),
-        };
-        std::fs::write(&files.cert, cert.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        files
+        self.root.issue(self.dir.path(), name, edit)
+    }
+
+    /// An intermediate CA below the root; `edit` shapes it.
+    pub fn intermediate(&self, name: &str, edit: impl FnOnce(&mut CertificateParams)) -> Ca {
+        self.root.intermediate(name, edit)
+    }
+
+    /// Issues a leaf named `name` from `ca` (a CA of this PKI), written in
+    /// this PKI's directory with `ca`'s intermediates after it.
+    pub fn issue_from(
+        &self,
+        ca: &Ca,
+        name: &str,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> CertFiles {
+        ca.issue(self.dir.path(), name, edit)
+    }
+
+    /// A file in this PKI's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     /// A client certificate with CN `name`.
