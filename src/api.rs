@@ -50,6 +50,8 @@ pub struct App {
     pub started: i64,
     /// Write an audit line per decision.
     pub audit: bool,
+    /// Logs are JSON lines.
+    pub json_log: bool,
     /// DER of the configured client CAs (to name a leaf's issuer).
     pub client_cas: Vec<Vec<u8>>,
 }
@@ -303,21 +305,34 @@ fn audit(app: &App, client: &Client, req: &KeysRequest, basis: Option<&Basis>, s
             origin.bind as i64,
         ),
     };
-    tracing::info!(
-        target: "keygate::audit",
-        cn = ?id.cn.as_deref().unwrap_or(""),
-        uri = ?id.uris.first().map(String::as_str).unwrap_or(""),
-        fingerprint = &id.fingerprint[..id.fingerprint.len().min(16)],
-        method = req.method().as_str(),
-        key = ?req.key,
-        recursive = req.recursive,
-        wait = req.is_watch(),
-        decision,
-        bind,
-        role,
-        prefix = ?prefix,
-        status = status.as_u16(),
-    );
+    let cn = id.cn.as_deref().unwrap_or("");
+    let uri = id.uris.first().map(String::as_str).unwrap_or("");
+    // Text logs quote (Debug) every field a client controls, so no input
+    // can start a line; JSON logs escape strings themselves.
+    macro_rules! line {
+        ($fmt:tt) => {
+            tracing::info!(
+                target: "keygate::audit",
+                cn = $fmt cn,
+                uri = $fmt uri,
+                fingerprint = &id.fingerprint[..id.fingerprint.len().min(16)],
+                method = req.method().as_str(),
+                key = $fmt req.key,
+                recursive = req.recursive,
+                wait = req.is_watch(),
+                decision,
+                bind,
+                role,
+                prefix = $fmt prefix,
+                status = status.as_u16(),
+            )
+        };
+    }
+    if app.json_log {
+        line!(%);
+    } else {
+        line!(?);
+    }
 }
 
 fn is_form(headers: &hyper::HeaderMap) -> bool {

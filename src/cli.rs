@@ -539,6 +539,7 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             store: store.clone(),
             policy: Policy::new(&config),
             audit: config.log.audit,
+            json_log: config.log.format == "json",
             client_cas: crate::tls::client_roots(&config.tls)
                 .map_err(|e| e.to_string())?
                 .into_iter()

@@ -321,11 +321,17 @@ fn wait_for_listening(log: &std::sync::Mutex<Vec<String>>, child: &mut Child) ->
     while Instant::now() < deadline {
         for line in log.lock().unwrap().iter() {
             if line.contains("keygate listening") {
+                // Text (`listen=ADDR`) or JSON (`"listen":"ADDR"`) logs.
                 let addr = line
                     .split("listen=")
                     .nth(1)
                     .and_then(|r| r.split_whitespace().next())
-                    .unwrap_or_else(|| panic!("no listen= in {line:?}"));
+                    .or_else(|| {
+                        line.split("\"listen\":\"")
+                            .nth(1)
+                            .and_then(|r| r.split('"').next())
+                    })
+                    .unwrap_or_else(|| panic!("no listen address in {line:?}"));
                 return addr.rsplit(':').next().unwrap().parse().unwrap();
             }
         }

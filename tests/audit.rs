@@ -1,0 +1,122 @@
+//! The audit trail (SPEC §6): one structured line per decision, target
+//! `keygate::audit`, JSON lines with `log.format = "json"`, and no input
+//! can start a line of its own.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Client, Keygate, Pki};
+
+fn config(pki: &Pki, dir: &std::path::Path, format: &str) -> std::path::PathBuf {
+    let path = dir.join("keygate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\
+             [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+             [backend]\ndata_dir = \"data\"\n\
+             [log]\nformat = \"{format}\"\naudit = true\n\
+             [roles.team-a]\nread = [\"/team-a\"]\nwrite = [\"/team-a\"]\n\
+             [[bind]]\ncn = \"team-a-*\"\nroles = [\"team-a\"]\n",
+            pki.server.cert, pki.server.key, pki.ca
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn audit_lines(kg: &Keygate, n: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let lines: Vec<String> = kg
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("keygate::audit"))
+            .cloned()
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("expected {n} audit lines: {:?}", kg.log.lock().unwrap());
+}
+
+#[tokio::test]
+async fn json_audit_lines_name_the_decider() {
+    let pki = Arc::new(Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&pki, dir.path(), "json");
+    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    let cert = pki.client("team-a-app");
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    assert_eq!(
+        c.req("PUT", "/v2/keys/team-a/k", Some("value=1"))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        c.req("GET", "/v2/keys/team-b/k?recursive=true", None)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(c.req("GET", "/v2/keys/", None).await.status, 200);
+
+    let lines = audit_lines(&kg, 3).await;
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let f = |v: &serde_json::Value, k: &str| v["fields"][k].clone();
+    assert_eq!(parsed[0]["target"], "keygate::audit");
+    assert_eq!(f(&parsed[0], "decision"), "allow");
+    assert_eq!(f(&parsed[0], "method"), "PUT");
+    assert_eq!(f(&parsed[0], "role"), "team-a");
+    assert_eq!(f(&parsed[0], "bind"), 0);
+    assert_eq!(f(&parsed[0], "status"), 201);
+    assert!(f(&parsed[0], "prefix")
+        .as_str()
+        .unwrap()
+        .contains("/team-a"));
+    assert!(f(&parsed[0], "cn").as_str().unwrap().contains("team-a-app"));
+    assert_eq!(f(&parsed[1], "decision"), "deny");
+    assert_eq!(f(&parsed[1], "status"), 403);
+    assert_eq!(f(&parsed[1], "recursive"), true);
+    assert!(f(&parsed[1], "key").as_str().unwrap().contains("/team-b/k"));
+    assert_eq!(f(&parsed[2], "prefix"), "traverse");
+}
+
+#[tokio::test]
+async fn text_audit_lines_cannot_be_forged() {
+    let pki = Arc::new(Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&pki, dir.path(), "text");
+    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    let cert = pki.client("team-a-app");
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    // A key holding a newline and a fake audit line.
+    let r = c
+        .req(
+            "PUT",
+            "/v2/keys/team-a/x%0A2026-01-01T00:00:00Z%20INFO%20keygate::audit:%20decision=allow",
+            Some("value=1"),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let lines = audit_lines(&kg, 1).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("\\n2026-01-01"), "{}", lines[0]);
+    assert!(
+        !kg.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("2026-01-01")),
+        "a key started a log line"
+    );
+}
