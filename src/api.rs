@@ -393,8 +393,16 @@ async fn serve_keys(app: &App, client: &Client, req: &Permitted<KeysRequest>) ->
             Ok((body, index)) => keys_response(StatusCode::OK, index, ApiBody::full(body)),
             Err(e) => {
                 let inside = e.cause.as_deref().is_some_and(|c| grants.can_read(c));
-                if filtered && !inside && matches!(e.code, code::KEY_NOT_FOUND | code::NOT_DIR) {
-                    // The failing component lies above the client's view.
+                // A missing key: the cause is the first component missing
+                // from the view, which lies above the store's cause when a
+                // directory above the prefix exists only outside the view.
+                // A non-directory: recomputed when it lies above the view.
+                let recompute = match e.code {
+                    code::KEY_NOT_FOUND => true,
+                    code::NOT_DIR => !inside,
+                    _ => false,
+                };
+                if filtered && recompute {
                     let (cause, index) = store.view_missing_cause(&req_ref.key, grants.view_trie());
                     etcd_error(&EtcdError::new(code::KEY_NOT_FOUND, cause, index))
                 } else {

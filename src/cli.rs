@@ -534,7 +534,12 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             .advertise_url
             .clone()
             .unwrap_or_else(|| format!("https://{local}"));
-        let store = Store::memory();
+        let store = Store::start(
+            Arc::new(crate::store::tree::Node::dir(0, None)),
+            0,
+            Box::new(crate::store::MemoryJournal),
+            crate::policy::PrefixSet::all_read_prefixes(&config),
+        );
         let app = Arc::new(App {
             store: store.clone(),
             policy: Policy::new(&config),

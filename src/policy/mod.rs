@@ -98,6 +98,19 @@ impl PrefixSet {
             .map(String::as_str)
     }
 
+    /// Every read prefix of every role (what a store must watch for
+    /// [`Grants::sees`]).
+    pub fn all_read_prefixes(config: &Config) -> Vec<String> {
+        let mut v: Vec<String> = config
+            .roles
+            .values()
+            .flat_map(|r| r.read.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// All prefixes, sorted.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Origin)> {
         self.sorted.iter().map(|p| (p.as_str(), &self.map[p]))
@@ -129,13 +142,16 @@ impl Grants {
     }
 
     /// Whether a watch may see event `e`: its key is readable, or it is
-    /// the removal of a directory above the view.
+    /// the removal of a directory that was in the view just before (one of
+    /// the client's read prefixes below it existed).
     pub fn sees(&self, e: &crate::store::event::Event) -> bool {
         use crate::store::event::Action;
         self.can_read(&e.node.key)
             || (matches!(e.action, Action::Delete | Action::Expire)
                 && e.node.dir
-                && self.read.has_below(&e.node.key))
+                && e.removed_paths
+                    .iter()
+                    .any(|p| self.read.map.contains_key(p)))
     }
 
     /// Whether the client may read `key`.

@@ -151,6 +151,9 @@ pub struct Event {
     /// The subtree a delete or expiry removed, until watchers were woken
     /// (a watcher on a key below is woken only if that key existed).
     pub(crate) removed: std::sync::Mutex<Option<Arc<Node>>>,
+    /// For the removal of a directory: the watched paths (policy read
+    /// prefixes) that existed below it just before.
+    pub removed_paths: Vec<String>,
     json: OnceLock<Bytes>,
 }
 
@@ -163,6 +166,7 @@ impl Event {
             prev,
             refresh: false,
             removed: std::sync::Mutex::new(None),
+            removed_paths: Vec::new(),
             json: OnceLock::new(),
         }
     }

@@ -168,11 +168,24 @@ pub struct Store {
 impl Store {
     /// An empty in-memory store.
     pub fn memory() -> Store {
-        Store::start(Arc::new(Node::dir(0, None)), 0, Box::new(MemoryJournal))
+        Store::start(
+            Arc::new(Node::dir(0, None)),
+            0,
+            Box::new(MemoryJournal),
+            Vec::new(),
+        )
     }
 
-    /// Starts the writer over a recovered tree.
-    pub fn start(root: Arc<Node>, index: u64, journal: Box<dyn Journal>) -> Store {
+    /// Starts the writer over a recovered tree. `watched` are paths (the
+    /// read prefixes of the policy) whose existence a directory removal
+    /// records on its event, so that a watch can later tell whether the
+    /// directory was in its client's view.
+    pub fn start(
+        root: Arc<Node>,
+        index: u64,
+        journal: Box<dyn Journal>,
+        watched: Vec<String>,
+    ) -> Store {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot {
                 root: root.clone(),
@@ -189,6 +202,7 @@ impl Store {
             ttls: BTreeSet::new(),
             journal,
             failed: None,
+            watched: watched.into_iter().collect(),
         };
         std::thread::Builder::new()
             .name("keygate-writer".into())
@@ -318,6 +332,7 @@ struct Writer {
     ttls: BTreeSet<(i64, String, u64)>,
     journal: Box<dyn Journal>,
     failed: Option<String>,
+    watched: BTreeSet<String>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -472,7 +487,10 @@ impl Writer {
             node.dir = current.is_dir();
             remove_node(&mut self.root, &key);
             self.index = next;
-            let e = Event::new(Action::Expire, node, Some(prev));
+            let mut e = Event::new(Action::Expire, node, Some(prev));
+            if current.is_dir() {
+                e.removed_paths = self.watched_in(&key, &current);
+            }
             *e.removed.lock().unwrap_or_else(|p| p.into_inner()) = Some(current);
             events.push(Arc::new(e));
             stats.push(14);
@@ -545,6 +563,29 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// The watched paths strictly below `key` that exist in `removed` (the
+    /// subtree at `key`).
+    fn watched_in(&self, key: &str, removed: &Arc<Node>) -> Vec<String> {
+        let lo = if key == "/" {
+            "/".to_string()
+        } else {
+            format!("{key}/")
+        };
+        self.watched
+            .range(lo.clone()..)
+            .take_while(|p| p.starts_with(&lo))
+            .filter(|p| {
+                let rel = if key == "/" {
+                    p.as_str()
+                } else {
+                    &p[key.len()..]
+                };
+                matches!(lookup(removed, rel), Lookup::Found(_))
+            })
+            .cloned()
+            .collect()
     }
 
     fn err(&self, code: u16, cause: impl Into<String>) -> EtcdError {
@@ -783,8 +824,9 @@ impl Writer {
         node.dir = n.is_dir();
         remove_node(&mut self.root, key);
         self.index = next;
-        let e = Event::new(Action::Delete, node, Some(prev));
+        let mut e = Event::new(Action::Delete, node, Some(prev));
         if n.is_dir() {
+            e.removed_paths = self.watched_in(key, &n);
             *e.removed.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
         }
         Ok(e)

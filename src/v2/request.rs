@@ -119,8 +119,9 @@ pub fn key_path(raw_rest: &str) -> KeyPath {
     let full = format!("/v2/keys{decoded}");
     let cleaned = clean_path(&full);
     if cleaned != full {
-        // Keep the redirect under /v2/keys: clean the key alone.
-        let key = clean_path(&format!("/{decoded}"));
+        // Keep the redirect under /v2/keys: clean the key alone (without
+        // its trailing slash, which is put back once below).
+        let key = go_clean(&format!("/{decoded}"));
         let mut loc = String::from("/v2/keys");
         if key != "/" {
             loc.push_str(&escape_path(&key));
@@ -412,6 +413,7 @@ mod tests {
         assert_eq!(key_path("/a/b/"), KeyPath::Key("/a/b".into()));
         assert_eq!(key_path("/a%2Fb"), KeyPath::Key("/a/b".into()));
         assert_eq!(key_path("/a//b"), KeyPath::Redirect("/v2/keys/a/b".into()));
+        assert_eq!(key_path("/a//"), KeyPath::Redirect("/v2/keys/a/".into()));
         assert_eq!(key_path("/a/../b"), KeyPath::Redirect("/v2/keys/b".into()));
         assert_eq!(
             key_path("/%2e%2e/x"),
