@@ -663,8 +663,8 @@ impl Writer {
         let mut cur = &self.root;
         let mut parent_exists = true;
         for comp in components(parent) {
+            // Only directories are descended into below.
             let Some(children) = cur.children() else {
-                unreachable_dir();
                 break;
             };
             match children.get(comp) {
@@ -854,10 +854,6 @@ impl Writer {
         self.index = next;
         Ok(Event::new(Action::CompareAndDelete, node, Some(prev)))
     }
-}
-
-fn unreachable_dir() {
-    debug_assert!(false, "walk reached a key where a directory was checked");
 }
 
 fn stat_index(action: Action, ok: bool) -> usize {

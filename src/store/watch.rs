@@ -258,13 +258,10 @@ impl Hub {
         }
         // The root and every ancestor of the key, then the key itself.
         self.notify_at(e, "/", false);
-        let mut end = 0;
         for comp in key.split('/').filter(|c| !c.is_empty()) {
-            let start = comp.as_ptr() as usize - key.as_ptr() as usize;
-            end = start + comp.len();
+            let end = comp.as_ptr() as usize - key.as_ptr() as usize + comp.len();
             self.notify_at(e, &key[..end], false);
         }
-        let _ = end;
     }
 
     fn notify_at(&mut self, e: &Arc<Event>, path: &str, deleted: bool) {
