@@ -512,7 +512,15 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             io_reason(&e)
         )
     })?;
+    // The journal is checked before anything is written to data_dir.
+    let (recovered, journal) = crate::store::persist::open(&data_dir)?;
     let cluster_id = cluster_id(&data_dir)?;
+    tracing::info!(
+        records = recovered.records,
+        index = recovered.index,
+        "store recovered from {}",
+        data_dir.join(crate::store::persist::FILE).display()
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -535,9 +543,9 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             .clone()
             .unwrap_or_else(|| format!("https://{local}"));
         let store = Store::start(
-            Arc::new(crate::store::tree::Node::dir(0, None)),
-            0,
-            Box::new(crate::store::MemoryJournal),
+            recovered.root,
+            recovered.index,
+            Box::new(journal),
             crate::policy::PrefixSet::all_read_prefixes(&config),
         );
         let app = Arc::new(App {

@@ -8,6 +8,7 @@
 //! so nothing uncommitted is ever visible.
 
 pub mod event;
+pub mod persist;
 pub mod tree;
 pub mod watch;
 
@@ -95,18 +96,91 @@ pub enum WriteOp {
 /// The answer to a committed write: the event and the store index after it.
 pub type WriteResult = Result<(Arc<Event>, u64), EtcdError>;
 
+/// One change to the tree, as the journal records it and recovery
+/// replays it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Mutation {
+    /// A new node at `key` (replacing a key there); missing parent
+    /// directories are created with index `created`.
+    Put {
+        /// Canonical key.
+        key: String,
+        /// createdIndex.
+        created: u64,
+        /// modifiedIndex.
+        modified: u64,
+        /// Absolute expiration, Unix ns.
+        expiration: Option<i64>,
+        /// The value; `None` for a directory.
+        value: Option<String>,
+    },
+    /// A change to the node at `key` in place (children kept).
+    Touch {
+        /// Canonical key.
+        key: String,
+        /// A new value (keys only).
+        value: Option<String>,
+        /// modifiedIndex after the change.
+        modified: u64,
+        /// Absolute expiration after the change.
+        expiration: Option<i64>,
+    },
+    /// The node at `key` and everything below it removed.
+    Remove {
+        /// Canonical key.
+        key: String,
+    },
+}
+
+/// Applies a mutation to a tree (recovery; the writer applies the same
+/// changes as it evaluates operations).
+pub fn apply_mutation(root: &mut Arc<Node>, m: &Mutation) {
+    match m {
+        Mutation::Put {
+            key,
+            created,
+            modified,
+            expiration,
+            value,
+        } => {
+            let (parent, name) = split_parent(key);
+            let mut node = match value {
+                Some(v) => Node::value(*created, Arc::from(v.as_str()), *expiration),
+                None => Node::dir(*created, *expiration),
+            };
+            node.modified = *modified;
+            make_dirs(root, parent, *created).insert(Arc::from(name), Arc::new(node));
+        }
+        Mutation::Touch {
+            key,
+            value,
+            modified,
+            expiration,
+        } => {
+            let node = node_mut(root, key);
+            if let Some(v) = value {
+                node.kind = Kind::Value(Arc::from(v.as_str()));
+            }
+            node.modified = *modified;
+            node.expiration = *expiration;
+        }
+        Mutation::Remove { key } => remove_node(root, key),
+    }
+}
+
 /// Where committed batches go before they become visible.
 pub trait Journal: Send {
-    /// Makes the events durable. An error fails the whole batch, and the
-    /// store refuses writes from then on.
-    fn commit(&mut self, events: &[Arc<Event>]) -> std::io::Result<()>;
+    /// Makes the batch's mutations, and the store index after them,
+    /// durable. An error fails the whole batch, and the store refuses
+    /// writes from then on.
+    fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()>;
 }
 
 /// Keeps nothing: the store lives in memory only.
 pub struct MemoryJournal;
 
 impl Journal for MemoryJournal {
-    fn commit(&mut self, _events: &[Arc<Event>]) -> std::io::Result<()> {
+    fn commit(&mut self, _mutations: &[Mutation], _index: u64) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -203,6 +277,7 @@ impl Store {
             journal,
             failed: None,
             watched: watched.into_iter().collect(),
+            log: Vec::new(),
         };
         std::thread::Builder::new()
             .name("keygate-writer".into())
@@ -333,6 +408,8 @@ struct Writer {
     journal: Box<dyn Journal>,
     failed: Option<String>,
     watched: BTreeSet<String>,
+    /// The mutations of the batch being evaluated.
+    log: Vec<Mutation>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -417,7 +494,7 @@ impl Writer {
         }
         let base_root = self.root.clone();
         let base_index = self.index;
-        let base_ttls = self.ttls.clone();
+        self.log.clear();
         let mut events: Vec<Arc<Event>> = Vec::new();
         let mut stat_marks: Vec<usize> = Vec::new();
         self.expire_due(now_nanos(), &mut events, &mut stat_marks);
@@ -435,14 +512,15 @@ impl Writer {
                 Err(err) => answers.push((reply, Err(err))),
             }
         }
-        if !events.is_empty() {
-            if let Err(err) = self.journal.commit(&events) {
+        if !self.log.is_empty() {
+            if let Err(err) = self.journal.commit(&self.log, self.index) {
                 let cause = err.to_string();
                 tracing::error!(error = %cause, "commit failed: refusing writes from now on");
                 self.failed = Some(cause.clone());
                 self.root = base_root;
                 self.index = base_index;
-                self.ttls = base_ttls;
+                self.ttls.clear();
+                self.scan_ttls();
                 for (reply, _) in answers {
                     let _ = reply.send(Err(EtcdError::new(
                         code::RAFT_INTERNAL,
@@ -486,6 +564,7 @@ impl Writer {
             let mut node = bare(&key, next, current.created);
             node.dir = current.is_dir();
             remove_node(&mut self.root, &key);
+            self.log.push(Mutation::Remove { key: key.clone() });
             self.index = next;
             let mut e = Event::new(Action::Expire, node, Some(prev));
             if current.is_dir() {
@@ -697,6 +776,13 @@ impl Writer {
             Node::value(next, Arc::from(value.as_str()), expire)
         };
         let repr = NodeRepr::of(key, &node, now);
+        self.log.push(Mutation::Put {
+            key: key.to_string(),
+            created: next,
+            modified: next,
+            expiration: expire,
+            value: node.value_str().map(|v| v.to_string()),
+        });
         let children = make_dirs(&mut self.root, parent, next);
         children.insert(Arc::from(name), Arc::new(node));
         if let Some(e) = expire {
@@ -729,11 +815,18 @@ impl Writer {
         let next = self.index + 1;
         let prev = NodeRepr::of(key, &n, now);
         let node = node_mut(&mut self.root, key);
+        let is_value = !node.is_dir();
         if let Kind::Value(v) = &mut node.kind {
             *v = Arc::from(value.as_str());
             node.modified = next;
         }
         node.expiration = expire;
+        self.log.push(Mutation::Touch {
+            key: key.to_string(),
+            value: is_value.then(|| value.clone()),
+            modified: node.modified,
+            expiration: expire,
+        });
         let mut repr = NodeRepr::of(key, node, now);
         repr.modified = next;
         if let Some(e) = expire {
@@ -775,6 +868,12 @@ impl Writer {
         node.kind = Kind::Value(Arc::from(value.as_str()));
         node.modified = next;
         node.expiration = expire;
+        self.log.push(Mutation::Touch {
+            key: key.to_string(),
+            value: Some(value.clone()),
+            modified: next,
+            expiration: expire,
+        });
         let repr = NodeRepr::of(key, node, now);
         if let Some(e) = expire {
             self.ttls.insert((e, key.to_string(), n.created));
@@ -823,6 +922,9 @@ impl Writer {
         let mut node = bare(key, next, n.created);
         node.dir = n.is_dir();
         remove_node(&mut self.root, key);
+        self.log.push(Mutation::Remove {
+            key: key.to_string(),
+        });
         self.index = next;
         let mut e = Event::new(Action::Delete, node, Some(prev));
         if n.is_dir() {
@@ -851,6 +953,9 @@ impl Writer {
         let node = bare(key, next, n.created);
         drop(n);
         remove_node(&mut self.root, key);
+        self.log.push(Mutation::Remove {
+            key: key.to_string(),
+        });
         self.index = next;
         Ok(Event::new(Action::CompareAndDelete, node, Some(prev)))
     }
