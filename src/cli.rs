@@ -505,6 +505,16 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             ))
         }
     };
+    // Take the port first: a port in use fails before the store is touched.
+    let std_listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| {
+            format!(
+                "{}: server.listen: cannot listen on {addr}: {}",
+                path.display(),
+                io_reason(&e)
+            )
+        })?;
     std::fs::create_dir_all(&data_dir).map_err(|e| {
         format!(
             "{}: cannot create: {} (backend.data_dir)",
@@ -527,13 +537,8 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            format!(
-                "{}: server.listen: cannot listen on {addr}: {}",
-                path.display(),
-                io_reason(&e)
-            )
-        })?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| format!("{}: server.listen: {addr}: {e}", path.display()))?;
         let local = listener
             .local_addr()
             .map_err(|e| format!("server.listen: {e}"))?;

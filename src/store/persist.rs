@@ -79,12 +79,23 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
     }
+    if bytes.is_empty() && data_dir.join("cluster-id").exists() {
+        return Err(format!(
+            "{}: missing or empty, but {} shows that this store held data: restore {} from a backup (or remove cluster-id to start a new, empty store)",
+            path.display(),
+            data_dir.join("cluster-id").display(),
+            FILE
+        ));
+    }
     let mut root = Arc::new(Node::dir(0, None));
     let mut index = 0u64;
     let mut records = 0u64;
     let mut good = 0usize;
     if !bytes.is_empty() {
         if bytes.len() < HEADER.len() || &bytes[..HEADER.len()] != HEADER {
+            if bytes.len() < HEADER.len() {
+                return Err(damaged(&path, 0, "journal header cut short"));
+            }
             if bytes.starts_with(b"KEYGATE-LOG-") {
                 return Err(format!(
                     "{}: written by an incompatible keygate version: use that version to export it, then import it here",

@@ -272,6 +272,24 @@ impl Keygate {
     /// Starts keygate on a prepared config file; the port is the one
     /// keygate reports it listens on (the config may say port 0).
     pub fn start_with(pki: Arc<Pki>, dir: tempfile::TempDir, config: PathBuf) -> Keygate {
+        match Keygate::try_start_with(pki, dir, config) {
+            Ok(kg) => kg,
+            Err(refused) => panic!(
+                "keygate exited early with {}: {}",
+                refused.status,
+                refused.stderr.join("\n")
+            ),
+        }
+    }
+
+    /// Like [`Keygate::start_with`], but a keygate that exits before it
+    /// listens is an answer, not a panic: its status, its whole stderr and
+    /// the directory are returned.
+    pub fn try_start_with(
+        pki: Arc<Pki>,
+        dir: tempfile::TempDir,
+        config: PathBuf,
+    ) -> Result<Keygate, Refused> {
         let mut child = Command::new(keygate_bin())
             .args(["serve", "--config"])
             .arg(&config)
@@ -283,20 +301,69 @@ impl Keygate {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
+        let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let eof_w = eof.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
+            eof_w.store(true, std::sync::atomic::Ordering::SeqCst);
         });
-        let port = wait_for_listening(&log, &mut child);
-        Keygate {
-            child,
-            port,
-            dir,
-            config,
-            pki,
-            log,
+        match wait_for_listening(&log, &mut child) {
+            Ok(port) => Ok(Keygate {
+                child,
+                port,
+                dir,
+                config,
+                pki,
+                log,
+            }),
+            Err(status) => {
+                // Read stderr to its end before answering.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !eof.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let stderr = log.lock().unwrap().clone();
+                Err(Refused {
+                    status,
+                    stderr,
+                    dir,
+                })
+            }
         }
+    }
+
+    /// The store's data directory (`backend.data_dir = "data"`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// SIGKILLs the process (no chance to flush or clean up) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILLs the process, then starts keygate again on the same
+    /// directory and config.
+    pub fn restart(self) -> Keygate {
+        match self.try_restart() {
+            Ok(kg) => kg,
+            Err(refused) => panic!(
+                "keygate exited early with {}: {}",
+                refused.status,
+                refused.stderr.join("\n")
+            ),
+        }
+    }
+
+    /// Like [`Keygate::restart`]; a refusal to start is returned.
+    pub fn try_restart(mut self) -> Result<Keygate, Refused> {
+        self.kill();
+        let placeholder = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, placeholder);
+        Keygate::try_start_with(self.pki.clone(), dir, self.config.clone())
     }
 
     pub fn addr(&self) -> String {
@@ -315,8 +382,22 @@ impl Drop for Keygate {
     }
 }
 
-/// Waits for keygate's "keygate listening" log line and returns its port.
-fn wait_for_listening(log: &std::sync::Mutex<Vec<String>>, child: &mut Child) -> u16 {
+/// A `keygate serve` that exited before it listened.
+pub struct Refused {
+    /// Its exit status.
+    pub status: std::process::ExitStatus,
+    /// Everything it wrote to stderr.
+    pub stderr: Vec<String>,
+    /// The directory it was started in.
+    pub dir: tempfile::TempDir,
+}
+
+/// Waits for keygate's "keygate listening" log line and returns its port;
+/// `Err` is the exit status of a keygate that exited first.
+fn wait_for_listening(
+    log: &std::sync::Mutex<Vec<String>>,
+    child: &mut Child,
+) -> Result<u16, std::process::ExitStatus> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         for line in log.lock().unwrap().iter() {
@@ -332,18 +413,16 @@ fn wait_for_listening(log: &std::sync::Mutex<Vec<String>>, child: &mut Child) ->
                             .and_then(|r| r.split('"').next())
                     })
                     .unwrap_or_else(|| panic!("no listen address in {line:?}"));
-                return addr.rsplit(':').next().unwrap().parse().unwrap();
+                return Ok(addr.rsplit(':').next().unwrap().parse().unwrap());
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "keygate exited early with {status}: {}",
-                log.lock().unwrap().join("\n")
-            );
+            return Err(status);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "keygate did not report listening: {}",
         log.lock().unwrap().join("\n")
