@@ -60,6 +60,23 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Dump the embedded store as JSON (keygate stopped).
+    Export {
+        /// Configuration file.
+        #[arg(long, default_value = "config/keygate.toml")]
+        config: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Load a dump (or a recursive GET of / from any etcd v2) into an empty store.
+    Import {
+        /// Configuration file.
+        #[arg(long, default_value = "config/keygate.toml")]
+        config: PathBuf,
+        /// The file to import.
+        file: PathBuf,
+    },
     /// Make a development CA, a server certificate and sample client certificates.
     DevCerts {
         /// Output directory.
@@ -87,6 +104,8 @@ pub fn main() -> i32 {
             allow_dev_certs,
         } => serve(&config, allow_dev_certs),
         Command::Check { config } => check(&config),
+        Command::Export { config, out } => export(&config, out.as_deref()),
+        Command::Import { config, file } => import(&config, &file),
         Command::Explain {
             config,
             cert,
@@ -404,6 +423,73 @@ fn uses_dev_ca(config: &Config) -> Result<bool, String> {
             .map(|(_, c)| c.subject().to_string().contains(crate::tls::DEV_CA_MARKER))
             .unwrap_or(false)
     }))
+}
+
+fn embedded_dir(path: &Path, config: &Config) -> Result<PathBuf, String> {
+    match &config.backend {
+        Backend::Embedded { data_dir } => Ok(data_dir.clone()),
+        Backend::Upstream { .. } => Err(format!(
+            "{}: backend.kind: export and import work on the embedded store only",
+            path.display()
+        )),
+    }
+}
+
+fn export(path: &Path, out: Option<&Path>) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let data_dir = embedded_dir(path, &config)?;
+    if !data_dir.join(crate::store::persist::FILE).exists() {
+        return Err(format!(
+            "{}: no store here (backend.data_dir)",
+            data_dir.join(crate::store::persist::FILE).display()
+        ));
+    }
+    let (recovered, _journal) = crate::store::persist::open(&data_dir)?;
+    let mut buf = Vec::new();
+    crate::store::event::render_export(&mut buf, &recovered.root, recovered.index, now_nanos());
+    match out {
+        Some(p) => std::fs::write(p, &buf)
+            .map_err(|e| format!("--out: {}: cannot write: {}", p.display(), io_reason(&e)))?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), &buf)
+            .map_err(|e| format!("cannot write the export: {e}"))?,
+    }
+    Ok(())
+}
+
+fn import(path: &Path, file: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let data_dir = embedded_dir(path, &config)?;
+    let bytes = std::fs::read(file)
+        .map_err(|e| format!("{}: cannot read: {}", file.display(), io_reason(&e)))?;
+    let plan = crate::store::persist::read_import(bytes, now_nanos())
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        format!(
+            "{}: cannot create: {} (backend.data_dir)",
+            data_dir.display(),
+            io_reason(&e)
+        )
+    })?;
+    let (recovered, mut journal) = crate::store::persist::open(&data_dir)?;
+    let empty = recovered.index == 0 && recovered.root.children().is_none_or(|c| c.is_empty());
+    if !empty {
+        return Err(format!(
+            "{}: the store is not empty (index {}): import only into a new data_dir",
+            data_dir.join(crate::store::persist::FILE).display(),
+            recovered.index
+        ));
+    }
+    crate::store::Journal::commit(&mut journal, &plan.mutations, plan.index).map_err(|e| {
+        format!(
+            "{}: cannot write: {e}",
+            data_dir.join(crate::store::persist::FILE).display()
+        )
+    })?;
+    println!(
+        "imported {} nodes ({} already expired, skipped), store index {}",
+        plan.nodes, plan.expired, plan.index
+    );
+    Ok(())
 }
 
 /// Reads the cluster id from `data_dir`, making one at first start.

@@ -227,7 +227,17 @@ impl Event {
 pub fn render_get(out: &mut Vec<u8>, key: &str, node: &Node, recursive: bool, now: i64) {
     out.extend_from_slice(b"{\"action\":\"get\",\"node\":");
     let display_key = if key == "/" { "" } else { key };
-    write_tree(out, display_key, node, true, recursive, now);
+    write_tree(out, display_key, node, true, recursive, false, now);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Writes the export of a whole store: a recursive sorted GET of `/` with
+/// hidden nodes, plus `"etcdIndex"` (SPEC §5).
+pub fn render_export(out: &mut Vec<u8>, root: &Node, index: u64, now: i64) {
+    out.extend_from_slice(b"{\"action\":\"get\",\"node\":");
+    write_tree(out, "", root, true, true, true, now);
+    out.extend_from_slice(b",\"etcdIndex\":");
+    write_u64(out, index);
     out.extend_from_slice(b"}\n");
 }
 
@@ -239,6 +249,7 @@ fn write_tree(
     node: &Node,
     list_top: bool,
     recursive: bool,
+    with_hidden: bool,
     now: i64,
 ) {
     struct Frame<'a> {
@@ -249,7 +260,7 @@ fn write_tree(
     }
 
     let mut stack: Vec<Frame<'_>> = Vec::new();
-    match open_node(out, display_key, node, list_top, now) {
+    match open_node(out, display_key, node, list_top, with_hidden, now) {
         Opened::Nodes => {
             if let Kind::Dir(children) = &node.kind {
                 stack.push(Frame {
@@ -265,7 +276,7 @@ fn write_tree(
     while let Some(top) = stack.last_mut() {
         match top.iter.next() {
             Some((name, child)) => {
-                if is_hidden(name) {
+                if is_hidden(name) && !with_hidden {
                     continue;
                 }
                 if !top.first {
@@ -277,7 +288,7 @@ fn write_tree(
                 ckey.push('/');
                 ckey.push_str(name);
                 let child: &Node = child;
-                match open_node(out, &ckey, child, recursive, now) {
+                match open_node(out, &ckey, child, recursive, with_hidden, now) {
                     Opened::Nodes => {
                         if let Kind::Dir(children) = &child.kind {
                             stack.push(Frame {
@@ -420,7 +431,7 @@ fn write_view(
                 first = false;
                 let ckey = format!("{display_key}/{name}");
                 if t.terminal {
-                    write_tree(out, &ckey, child, recursive, recursive, now);
+                    write_tree(out, &ckey, child, recursive, recursive, false, now);
                 } else {
                     write_view(out, &ckey, child, t, false, recursive, now);
                 }
@@ -447,9 +458,9 @@ pub fn encode_bare(e: &Event) -> Vec<u8> {
     out
 }
 
-fn has_visible_children(node: &Node) -> bool {
+fn has_listed_children(node: &Node, with_hidden: bool) -> bool {
     node.children()
-        .is_some_and(|c| c.keys().any(|k| !is_hidden(k)))
+        .is_some_and(|c| c.keys().any(|k| with_hidden || !is_hidden(k)))
 }
 
 /// What `open_node` left open.
@@ -461,7 +472,14 @@ enum Opened {
 }
 
 /// Writes the fields of a node up to its children.
-fn open_node(out: &mut Vec<u8>, key: &str, node: &Node, list: bool, now: i64) -> Opened {
+fn open_node(
+    out: &mut Vec<u8>,
+    key: &str,
+    node: &Node,
+    list: bool,
+    with_hidden: bool,
+    now: i64,
+) -> Opened {
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -496,7 +514,7 @@ fn open_node(out: &mut Vec<u8>, key: &str, node: &Node, list: bool, now: i64) ->
             write_i64(out, ttl);
         }
     }
-    if list && has_visible_children(node) {
+    if list && has_listed_children(node, with_hidden) {
         sep(out);
         out.extend_from_slice(b"\"nodes\":[");
         return Opened::Nodes;

@@ -227,3 +227,129 @@ impl Journal for LogJournal {
         res
     }
 }
+
+/// What an import file holds, as mutations for an empty store.
+pub struct Import {
+    /// `Put`s in pre-order (parents first).
+    pub mutations: Vec<Mutation>,
+    /// The store index to set.
+    pub index: u64,
+    /// Nodes imported.
+    pub nodes: u64,
+    /// Nodes skipped because they had already expired.
+    pub expired: u64,
+}
+
+/// Reads an export, or a recursive GET of `/` taken from any etcd v2, into
+/// mutations. Parsing runs on a thread with a large stack, so a key 8,000
+/// levels deep imports.
+pub fn read_import(bytes: Vec<u8>, now: i64) -> Result<Import, String> {
+    std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(move || {
+            let mut de = serde_json::Deserializer::from_slice(&bytes);
+            de.disable_recursion_limit();
+            let v: serde_json::Value =
+                serde::Deserialize::deserialize(&mut de).map_err(|e| format!("not JSON: {e}"))?;
+            let res = import_value(&v, now);
+            drop(v);
+            res
+        })
+        .map_err(|e| format!("cannot start the import thread: {e}"))?
+        .join()
+        .map_err(|_| "the import thread failed".to_string())?
+}
+
+fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
+    use serde_json::Value;
+    let root = v
+        .get("node")
+        .ok_or("no \"node\": expected the answer to GET /v2/keys/?recursive=true&sorted=true")?;
+    let mut out = Import {
+        mutations: Vec::new(),
+        index: v.get("etcdIndex").and_then(Value::as_u64).unwrap_or(0),
+        nodes: 0,
+        expired: 0,
+    };
+    if root
+        .get("key")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k != "/")
+    {
+        return Err("\"node\" is not the root: export a recursive GET of /".into());
+    }
+    let mut stack: Vec<(&Value, String)> = Vec::new();
+    fn children(n: &serde_json::Value) -> Result<Vec<&serde_json::Value>, String> {
+        match n.get("nodes") {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(serde_json::Value::Array(a)) => Ok(a.iter().collect()),
+            Some(_) => Err("\"nodes\" is not a list".into()),
+        }
+    }
+    for c in children(root)?.into_iter().rev() {
+        stack.push((c, String::new()));
+    }
+    while let Some((n, parent)) = stack.pop() {
+        let key = n.get("key").and_then(Value::as_str).ok_or_else(|| {
+            format!(
+                "a node below {:?} has no \"key\"",
+                if parent.is_empty() { "/" } else { &parent }
+            )
+        })?;
+        key.strip_prefix(&parent)
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|r| !r.is_empty() && !r.contains('/') && *r != "." && *r != "..")
+            .ok_or_else(|| {
+                format!(
+                    "node {key:?} is not a child of {:?}",
+                    if parent.is_empty() { "/" } else { &parent }
+                )
+            })?;
+        let created = n
+            .get("createdIndex")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("node {key:?}: no createdIndex"))?;
+        let modified = n
+            .get("modifiedIndex")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("node {key:?}: no modifiedIndex"))?;
+        let dir = n.get("dir").and_then(Value::as_bool).unwrap_or(false);
+        let expiration = match n.get("expiration") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                crate::v2::json::parse_rfc3339(s)
+                    .ok_or_else(|| format!("node {key:?}: bad expiration {s:?}"))?,
+            ),
+            Some(_) => return Err(format!("node {key:?}: bad expiration")),
+        };
+        if expiration.is_some_and(|e| e <= now) {
+            out.expired += 1;
+            continue;
+        }
+        let value = if dir {
+            None
+        } else {
+            Some(
+                n.get("value")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("node {key:?}: a key without a string \"value\""))?
+                    .to_string(),
+            )
+        };
+        out.index = out.index.max(modified).max(created);
+        out.nodes += 1;
+        out.mutations.push(Mutation::Put {
+            key: key.to_string(),
+            created,
+            modified,
+            expiration,
+            value,
+        });
+        if dir {
+            for c in children(n)?.into_iter().rev() {
+                stack.push((c, key.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
