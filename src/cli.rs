@@ -425,6 +425,16 @@ fn uses_dev_ca(config: &Config) -> Result<bool, String> {
     }))
 }
 
+fn create_data_dir(data_dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        format!(
+            "{}: cannot create: {} (backend.data_dir)",
+            data_dir.display(),
+            io_reason(&e)
+        )
+    })
+}
+
 fn embedded_dir(path: &Path, config: &Config) -> Result<PathBuf, String> {
     match &config.backend {
         Backend::Embedded { data_dir } => Ok(data_dir.clone()),
@@ -463,13 +473,7 @@ fn import(path: &Path, file: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot read: {}", file.display(), io_reason(&e)))?;
     let plan = crate::store::persist::read_import(bytes, now_nanos())
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        format!(
-            "{}: cannot create: {} (backend.data_dir)",
-            data_dir.display(),
-            io_reason(&e)
-        )
-    })?;
+    create_data_dir(&data_dir)?;
     let (recovered, mut journal) = crate::store::persist::open(&data_dir)?;
     let empty = recovered.index == 0 && recovered.root.children().is_none_or(|c| c.is_empty());
     if !empty {
@@ -601,13 +605,7 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
                 io_reason(&e)
             )
         })?;
-    std::fs::create_dir_all(&data_dir).map_err(|e| {
-        format!(
-            "{}: cannot create: {} (backend.data_dir)",
-            data_dir.display(),
-            io_reason(&e)
-        )
-    })?;
+    create_data_dir(&data_dir)?;
     // The journal is checked before anything is written to data_dir.
     let (recovered, journal) = crate::store::persist::open(&data_dir)?;
     let cluster_id = cluster_id(&data_dir)?;
