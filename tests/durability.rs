@@ -442,7 +442,11 @@ fn dump_log(kg: &Keygate) -> String {
 /// cluster id stays. At least 20 cycles.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_during_concurrent_writes_loses_no_acknowledged_write() {
-    const CYCLES: usize = 24;
+    // KEYGATE_CRASH_CYCLES=200 runs the long version by hand.
+    let cycles: usize = std::env::var("KEYGATE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
     const TASKS: usize = 8;
     let began = Instant::now();
     let mut rng = Rng::from_env("crash");
@@ -454,7 +458,7 @@ async fn crash_during_concurrent_writes_loses_no_acknowledged_write() {
     drop(c);
     let mut total_acks = 0usize;
     let mut in_flight_applied = 0usize;
-    for cycle in 0..CYCLES {
+    for cycle in 0..cycles {
         let run_for = Duration::from_millis(rng.range(200, 1501));
         let mut handles = Vec::new();
         for task in 0..TASKS {
@@ -522,7 +526,7 @@ async fn crash_during_concurrent_writes_loses_no_acknowledged_write() {
         last_index = index;
     }
     eprintln!(
-        "crash: {CYCLES} kill cycles, {total_acks} acknowledged writes, {in_flight_applied} in-flight writes found applied, final index {last_index}, {:?}",
+        "crash: {cycles} kill cycles, {total_acks} acknowledged writes, {in_flight_applied} in-flight writes found applied, final index {last_index}, {:?}",
         began.elapsed()
     );
 }
