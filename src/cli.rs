@@ -435,9 +435,12 @@ fn create_data_dir(data_dir: &Path) -> Result<(), String> {
     })
 }
 
-fn embedded_dir(path: &Path, config: &Config) -> Result<PathBuf, String> {
+fn embedded_dir(path: &Path, config: &Config) -> Result<(PathBuf, u64), String> {
     match &config.backend {
-        Backend::Embedded { data_dir } => Ok(data_dir.clone()),
+        Backend::Embedded {
+            data_dir,
+            compact_bytes,
+        } => Ok((data_dir.clone(), *compact_bytes)),
         Backend::Upstream { .. } => Err(format!(
             "{}: backend.kind: export and import work on the embedded store only",
             path.display()
@@ -447,14 +450,14 @@ fn embedded_dir(path: &Path, config: &Config) -> Result<PathBuf, String> {
 
 fn export(path: &Path, out: Option<&Path>) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let data_dir = embedded_dir(path, &config)?;
+    let (data_dir, compact_bytes) = embedded_dir(path, &config)?;
     if !data_dir.join(crate::store::persist::FILE).exists() {
         return Err(format!(
             "{}: no store here (backend.data_dir)",
             data_dir.join(crate::store::persist::FILE).display()
         ));
     }
-    let (recovered, _journal) = crate::store::persist::open(&data_dir)?;
+    let (recovered, _journal) = crate::store::persist::open(&data_dir, compact_bytes)?;
     let mut buf = Vec::new();
     crate::store::event::render_export(&mut buf, &recovered.root, recovered.index, now_nanos());
     match out {
@@ -468,13 +471,13 @@ fn export(path: &Path, out: Option<&Path>) -> Result<(), String> {
 
 fn import(path: &Path, file: &Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let data_dir = embedded_dir(path, &config)?;
+    let (data_dir, compact_bytes) = embedded_dir(path, &config)?;
     let bytes = std::fs::read(file)
         .map_err(|e| format!("{}: cannot read: {}", file.display(), io_reason(&e)))?;
     let plan = crate::store::persist::read_import(bytes, now_nanos())
         .map_err(|e| format!("{}: {e}", file.display()))?;
     create_data_dir(&data_dir)?;
-    let (recovered, mut journal) = crate::store::persist::open(&data_dir)?;
+    let (recovered, mut journal) = crate::store::persist::open(&data_dir, compact_bytes)?;
     let empty = recovered.index == 0 && recovered.root.children().is_none_or(|c| c.is_empty());
     if !empty {
         return Err(format!(
@@ -487,6 +490,17 @@ fn import(path: &Path, file: &Path) -> Result<(), String> {
         format!(
             "{}: cannot write: {e}",
             data_dir.join(crate::store::persist::FILE).display()
+        )
+    })?;
+    // Start from a snapshot, not from one record holding the whole import.
+    let mut root = recovered.root;
+    for m in &plan.mutations {
+        crate::store::apply_mutation(&mut root, m);
+    }
+    journal.compact_now(&root, plan.index).map_err(|e| {
+        format!(
+            "{}: cannot write: {e}",
+            data_dir.join(crate::store::persist::SNAP_FILE).display()
         )
     })?;
     println!(
@@ -586,8 +600,11 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         tracing::warn!("tls.client_ca contains the development CA: its private key is public, anyone can make a client certificate");
     }
     raise_nofile(config.server.max_connections)?;
-    let data_dir = match &config.backend {
-        Backend::Embedded { data_dir } => data_dir.clone(),
+    let (data_dir, compact_bytes) = match &config.backend {
+        Backend::Embedded {
+            data_dir,
+            compact_bytes,
+        } => (data_dir.clone(), *compact_bytes),
         Backend::Upstream { .. } => {
             return Err(format!(
                 "{}: backend.kind: \"upstream\" is not available in this version: use \"embedded\"",
@@ -607,9 +624,10 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         })?;
     create_data_dir(&data_dir)?;
     // The journal is checked before anything is written to data_dir.
-    let (recovered, journal) = crate::store::persist::open(&data_dir)?;
+    let (recovered, journal) = crate::store::persist::open(&data_dir, compact_bytes)?;
     let cluster_id = cluster_id(&data_dir)?;
     tracing::info!(
+        snapshot_index = recovered.snapshot_index,
         records = recovered.records,
         index = recovered.index,
         "store recovered from {}",
@@ -665,7 +683,7 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             "keygate listening"
         );
         crate::server::run(listener, tls, app, config.server.clone(), shutdown_signal()).await;
-        store.shutdown();
+        store.shutdown(config.server.shutdown_timeout);
         tracing::info!("stopped");
         Ok(())
     })

@@ -97,6 +97,9 @@ pub enum Backend {
     Embedded {
         /// Where it keeps its data.
         data_dir: PathBuf,
+        /// The journal is compacted into a snapshot once it has grown past
+        /// this many bytes and past the snapshot's size.
+        compact_bytes: u64,
     },
     /// A real etcd cluster.
     Upstream {
@@ -201,6 +204,7 @@ struct RawTls {
 struct RawBackend {
     kind: Option<String>,
     data_dir: Option<String>,
+    compact_bytes: Option<u64>,
     #[serde(default)]
     endpoints: Vec<String>,
     ca: Option<String>,
@@ -441,8 +445,18 @@ impl Config {
                         "required with backend.kind = \"embedded\"".into(),
                     ));
                 };
+                let compact_bytes = b
+                    .compact_bytes
+                    .unwrap_or(crate::store::persist::DEFAULT_COMPACT_BYTES);
+                if compact_bytes < 4096 {
+                    return Err(err(
+                        "backend.compact_bytes",
+                        format!("{compact_bytes} is too small: at least 4096"),
+                    ));
+                }
                 Backend::Embedded {
                     data_dir: resolve(&d),
+                    compact_bytes,
                 }
             }
             "upstream" => {

@@ -453,10 +453,22 @@ async fn crash_during_concurrent_writes_loses_no_acknowledged_write() {
     let pki = Arc::new(Pki::new());
     let cert = pki.client("writer");
     let mut kg = Keygate::start(pki.clone(), "");
+    // Compact all the time, so that kills land in every step of it too.
+    let text = std::fs::read_to_string(&kg.config).unwrap();
+    std::fs::write(
+        &kg.config,
+        text.replace(
+            "data_dir = \"data\"",
+            "data_dir = \"data\"\ncompact_bytes = 8192",
+        ),
+    )
+    .unwrap();
+    kg = kg.restart();
     let mut c = connect(&kg, &cert).await;
     let (mut base, mut last_index, cluster) = fetch_state(&mut c).await;
     drop(c);
     let mut total_acks = 0usize;
+    let mut snapshots = std::collections::BTreeSet::new();
     let mut in_flight_applied = 0usize;
     for cycle in 0..cycles {
         let run_for = Duration::from_millis(rng.range(200, 1501));
@@ -490,6 +502,9 @@ async fn crash_during_concurrent_writes_loses_no_acknowledged_write() {
         let highest = acks.iter().map(|a| a.index).max().unwrap_or(0);
         let expected = apply(&base, &acks);
 
+        if let Ok(snap) = std::fs::read(kg.data_dir().join("keygate.snap")) {
+            snapshots.insert(crc32fast::hash(&snap));
+        }
         kg = kg.restart();
         let mut c = connect(&kg, &cert).await;
         let (actual, index, cid) = fetch_state(&mut c).await;
@@ -525,8 +540,14 @@ async fn crash_during_concurrent_writes_loses_no_acknowledged_write() {
         base = actual;
         last_index = index;
     }
+    assert!(
+        snapshots.len() >= cycles / 2,
+        "the journal was compacted into only {} distinct snapshots in {cycles} cycles",
+        snapshots.len()
+    );
     eprintln!(
-        "crash: {cycles} kill cycles, {total_acks} acknowledged writes, {in_flight_applied} in-flight writes found applied, final index {last_index}, {:?}",
+        "crash: {cycles} kill cycles, {total_acks} acknowledged writes, {in_flight_applied} in-flight writes found applied, {} distinct snapshots seen at kills, final index {last_index}, {:?}",
+        snapshots.len(),
         began.elapsed()
     );
 }
@@ -582,7 +603,7 @@ fn assert_refusal(r: &Refused, what: &str, before: &[u8]) {
 /// (start, end, index) of each record of a journal, parsed independently
 /// of keygate; the records must cover the file exactly.
 fn records(bytes: &[u8]) -> Vec<(usize, usize, u64)> {
-    assert_eq!(&bytes[..16], b"KEYGATE-LOG-V1\n\0");
+    assert_eq!(&bytes[..16], b"KEYGATE-LOG-V2\n\0");
     let mut out = Vec::new();
     let mut at = 16;
     while at < bytes.len() {

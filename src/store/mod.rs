@@ -174,6 +174,13 @@ pub trait Journal: Send {
     /// durable. An error fails the whole batch, and the store refuses
     /// writes from then on.
     fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()>;
+
+    /// Called after each successful commit, once its answers are sent,
+    /// with the tree and index it produced (compaction's hook).
+    fn committed(&mut self, _root: &Arc<Node>, _index: u64) {}
+
+    /// Called once when the store stops.
+    fn close(&mut self, _root: &Arc<Node>, _index: u64) {}
 }
 
 /// Keeps nothing: the store lives in memory only.
@@ -229,7 +236,7 @@ struct Shared {
 
 enum Command {
     Write(WriteOp, oneshot::Sender<WriteResult>),
-    Shutdown,
+    Shutdown(std::sync::mpsc::Sender<()>),
 }
 
 /// A handle to the store; cheap to clone.
@@ -387,9 +394,13 @@ impl Store {
         )
     }
 
-    /// Stops the writer after the writes already queued.
-    pub fn shutdown(&self) {
-        let _ = self.tx.send(Command::Shutdown);
+    /// Stops the writer after the writes already queued, and waits (up to
+    /// `timeout`) until it has closed the journal.
+    pub fn shutdown(&self, timeout: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.recv_timeout(timeout);
+        }
     }
 }
 
@@ -440,13 +451,13 @@ impl Writer {
                 },
             };
             let mut batch = Vec::new();
-            let mut stop = false;
+            let mut stop = None;
             let mut next = Some(first);
             while let Some(cmd) = next {
                 match cmd {
                     Command::Write(op, reply) => batch.push((op, reply)),
-                    Command::Shutdown => {
-                        stop = true;
+                    Command::Shutdown(done) => {
+                        stop = Some(done);
                         break;
                     }
                 }
@@ -456,7 +467,11 @@ impl Writer {
                 next = rx.try_recv().ok();
             }
             self.commit_batch(batch);
-            if stop {
+            if let Some(done) = stop {
+                if self.failed.is_none() {
+                    self.journal.close(&self.root, self.index);
+                }
+                let _ = done.send(());
                 return;
             }
         }
@@ -544,6 +559,9 @@ impl Writer {
         }
         for (reply, res) in answers {
             let _ = reply.send(res);
+        }
+        if !self.log.is_empty() {
+            self.journal.committed(&self.root, self.index);
         }
     }
 

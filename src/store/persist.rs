@@ -7,6 +7,17 @@
 //! batch and its mutations). A batch is acknowledged only after its record
 //! was written and `fdatasync` returned.
 //!
+//! Compaction: when the journal has grown past `compact_bytes` and past the
+//! size of the last snapshot, the tree as of the last commit (a persistent
+//! version, so the writer goes on meanwhile) is written by a background
+//! thread to `keygate.snap.tmp`, synced and renamed to `keygate.snap`. The
+//! writer then rewrites the journal as a new file that starts with a base
+//! record naming the snapshot's index, followed by the records committed
+//! since, and renames it over `keygate.log`. At every moment of this the
+//! files on disk recover the same store: the snapshot, then the journal's
+//! records above the snapshot's index. A journal whose base record names a
+//! snapshot that is missing or older refuses to start.
+//!
 //! At open, every record is checked before anything is written. A record
 //! cut short at the very end of the file (a crash during an append that was
 //! therefore never acknowledged), or trailing zeros, are a torn tail and are
@@ -22,29 +33,87 @@ use std::sync::Arc;
 use super::tree::Node;
 use super::{apply_mutation, Journal, Mutation};
 
-/// The file's first bytes: format and version.
-pub const HEADER: &[u8; 16] = b"KEYGATE-LOG-V1\n\0";
+/// The journal's first bytes: format and version.
+pub const HEADER: &[u8; 16] = b"KEYGATE-LOG-V2\n\0";
+/// Version 1 journals (no snapshots) read the same way.
+const HEADER_V1: &[u8; 16] = b"KEYGATE-LOG-V1\n\0";
+/// The snapshot's first bytes.
+pub const SNAP_HEADER: &[u8; 16] = b"KEYGATE-SNAP-V1\n";
 const MAGIC: &[u8; 4] = b"KGR1";
 const RECORD_HEADER: usize = 16;
 /// The journal's file name inside `data_dir`.
 pub const FILE: &str = "keygate.log";
+/// The snapshot's file name inside `data_dir`.
+pub const SNAP_FILE: &str = "keygate.snap";
+const SNAP_TMP: &str = "keygate.snap.tmp";
+const LOG_TMP: &str = "keygate.log.tmp";
+/// Default for `backend.compact_bytes`.
+pub const DEFAULT_COMPACT_BYTES: u64 = 64 << 20;
+/// Snapshot records hold about this many payload bytes.
+const SNAP_CHUNK: usize = 1 << 20;
 
 #[derive(serde::Deserialize)]
 struct Batch {
     index: u64,
     m: Vec<Mutation>,
+    /// In a journal's first record: the index of the snapshot it follows.
+    #[serde(default)]
+    base: Option<u64>,
 }
 
 #[derive(serde::Serialize)]
 struct BatchRef<'a> {
     index: u64,
     m: &'a [Mutation],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base: Option<u64>,
+}
+
+/// One node of a snapshot: key, createdIndex, modifiedIndex, expiration,
+/// value (`None` for a directory). Parents come before their children.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapNode<'a>(
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+    u64,
+    u64,
+    Option<i64>,
+    #[serde(borrow)] Option<std::borrow::Cow<'a, str>>,
+);
+
+/// A snapshot record: its nodes, or (last record) the store index and the
+/// number of nodes, which proves the snapshot complete.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapRecord<'a> {
+    #[serde(borrow, default)]
+    n: Vec<SnapNode<'a>>,
+    #[serde(default)]
+    end: Option<(u64, u64)>,
 }
 
 /// The durable journal.
 pub struct LogJournal {
+    dir: PathBuf,
     file: File,
     buf: Vec<u8>,
+    /// Bytes in the journal file.
+    len: u64,
+    /// Bytes of the header and base record (what compaction cannot shrink).
+    base_len: u64,
+    /// Size of the last snapshot.
+    snap_bytes: u64,
+    compact_bytes: u64,
+    /// A snapshot being written.
+    pending: Option<PendingSnapshot>,
+    /// Commits and mutations since start.
+    commits: u64,
+    writes: u64,
+}
+
+struct PendingSnapshot {
+    index: u64,
+    /// Journal length after the record with `index`.
+    offset: u64,
+    done: std::sync::mpsc::Receiver<std::io::Result<u64>>,
 }
 
 /// A store recovered from disk.
@@ -57,6 +126,195 @@ pub struct Recovered {
     pub records: u64,
     /// Bytes of a torn tail that were cut off.
     pub torn_bytes: u64,
+    /// The index of the snapshot the store was loaded from, if any.
+    pub snapshot_index: Option<u64>,
+}
+
+/// Framing of one record; `None` when `rest` does not start with a whole
+/// record (the caller decides whether that is a torn tail).
+enum Frame<'a> {
+    Whole(&'a [u8], usize),
+    Torn,
+    Bad(&'static str),
+}
+
+fn frame(rest: &[u8]) -> Frame<'_> {
+    if rest.len() < RECORD_HEADER {
+        if MAGIC.starts_with(&rest[..rest.len().min(4)]) {
+            return Frame::Torn;
+        }
+        return Frame::Bad("bad record header");
+    }
+    if &rest[..4] != MAGIC {
+        return Frame::Bad("bad record header");
+    }
+    let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    let not_len = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
+    if len != !not_len {
+        return Frame::Bad("record length does not match its check");
+    }
+    let crc = u32::from_le_bytes([rest[12], rest[13], rest[14], rest[15]]);
+    let end = RECORD_HEADER + len as usize;
+    if rest.len() < end {
+        return Frame::Torn;
+    }
+    let payload = &rest[RECORD_HEADER..end];
+    if crc32fast::hash(payload) != crc {
+        return Frame::Bad("checksum mismatch");
+    }
+    Frame::Whole(payload, end)
+}
+
+fn put_record(buf: &mut Vec<u8>, payload: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "record too large"))?;
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&(!len).to_le_bytes());
+    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+    Ok(())
+}
+
+fn read_all(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)
+                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+            Ok(Some(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: cannot open: {e}", path.display())),
+    }
+}
+
+fn snap_damaged(path: &Path, offset: usize, what: &str) -> String {
+    format!(
+        "{}: damaged at byte {offset} ({what}): keygate will not start on a store whose acknowledged writes cannot be read back; restore {} and {} together from a backup",
+        path.display(),
+        SNAP_FILE,
+        FILE
+    )
+}
+
+/// Loads `keygate.snap`: the tree and its index.
+fn load_snapshot(path: &Path, bytes: &[u8]) -> Result<(Arc<Node>, u64), String> {
+    if bytes.len() < SNAP_HEADER.len() || &bytes[..SNAP_HEADER.len()] != SNAP_HEADER {
+        if bytes.starts_with(b"KEYGATE-SNAP-") {
+            return Err(format!(
+                "{}: written by an incompatible keygate version: use that version to export the store, then import it here",
+                path.display()
+            ));
+        }
+        return Err(snap_damaged(path, 0, "not a keygate snapshot header"));
+    }
+    let mut root = Arc::new(Node::dir(0, None));
+    let mut at = SNAP_HEADER.len();
+    let mut nodes = 0u64;
+    loop {
+        let (payload, end) = match frame(&bytes[at..]) {
+            Frame::Whole(p, e) => (p, e),
+            // A snapshot is renamed into place only once complete and
+            // synced: anything short is damage.
+            Frame::Torn => return Err(snap_damaged(path, at, "cut short")),
+            Frame::Bad(what) => return Err(snap_damaged(path, at, what)),
+        };
+        let rec: SnapRecord = serde_json::from_slice(payload)
+            .map_err(|e| snap_damaged(path, at, &format!("unreadable record: {e}")))?;
+        for SnapNode(key, created, modified, expiration, value) in rec.n {
+            apply_mutation(
+                &mut root,
+                &Mutation::Put {
+                    key: key.into_owned(),
+                    created,
+                    modified,
+                    expiration,
+                    value: value.map(std::borrow::Cow::into_owned),
+                },
+            );
+            nodes += 1;
+        }
+        at += end;
+        if let Some((index, count)) = rec.end {
+            if count != nodes {
+                return Err(snap_damaged(path, at, "node count does not match"));
+            }
+            if at != bytes.len() {
+                return Err(snap_damaged(path, at, "bytes after the end record"));
+            }
+            return Ok((root, index));
+        }
+    }
+}
+
+/// Writes the tree as `keygate.snap` (through a synced temporary file and
+/// a rename). Returns its size.
+pub fn write_snapshot(dir: &Path, root: &Arc<Node>, index: u64) -> std::io::Result<u64> {
+    use super::tree::Kind;
+    let tmp = dir.join(SNAP_TMP);
+    let mut out = std::io::BufWriter::with_capacity(SNAP_CHUNK, File::create(&tmp)?);
+    out.write_all(SNAP_HEADER)?;
+    let mut size = SNAP_HEADER.len() as u64;
+    let mut chunk: Vec<u8> = Vec::with_capacity(SNAP_CHUNK + 4096);
+    let mut record = Vec::with_capacity(SNAP_CHUNK + 4096);
+    let mut flush = |chunk: &mut Vec<u8>, end: Option<(u64, u64)>| -> std::io::Result<()> {
+        // chunk holds `,`-separated node arrays.
+        let mut payload = Vec::with_capacity(chunk.len() + 48);
+        payload.extend_from_slice(b"{\"n\":[");
+        payload.extend_from_slice(chunk);
+        payload.push(b']');
+        if let Some((i, n)) = end {
+            payload.extend_from_slice(format!(",\"end\":[{i},{n}]").as_bytes());
+        }
+        payload.push(b'}');
+        record.clear();
+        put_record(&mut record, &payload)?;
+        out.write_all(&record)?;
+        size += record.len() as u64;
+        chunk.clear();
+        Ok(())
+    };
+    let mut nodes = 0u64;
+    let mut stack: Vec<(String, Arc<Node>)> = Vec::new();
+    if let Kind::Dir(children) = &root.kind {
+        for (name, child) in children.iter().rev() {
+            stack.push((format!("/{name}"), child.clone()));
+        }
+    }
+    while let Some((key, node)) = stack.pop() {
+        if !chunk.is_empty() {
+            chunk.push(b',');
+        }
+        let value = node.value_str().map(|v| std::borrow::Cow::Borrowed(&**v));
+        serde_json::to_writer(
+            &mut chunk,
+            &SnapNode(
+                std::borrow::Cow::Borrowed(&key),
+                node.created,
+                node.modified,
+                node.expiration,
+                value,
+            ),
+        )
+        .map_err(std::io::Error::other)?;
+        nodes += 1;
+        if chunk.len() >= SNAP_CHUNK {
+            flush(&mut chunk, None)?;
+        }
+        if let Kind::Dir(children) = &node.kind {
+            for (name, child) in children.iter().rev() {
+                stack.push((format!("{key}/{name}"), child.clone()));
+            }
+        }
+    }
+    flush(&mut chunk, Some((index, nodes)))?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(SNAP_FILE))?;
+    File::open(dir)?.sync_all()?;
+    Ok(size)
 }
 
 fn damaged(path: &Path, offset: usize, what: &str) -> String {
@@ -67,18 +325,22 @@ fn damaged(path: &Path, offset: usize, what: &str) -> String {
     )
 }
 
-/// Opens (or creates) the journal in `data_dir` and replays it.
-pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
+/// Opens (or creates) the journal in `data_dir` and replays it over the
+/// snapshot, if there is one. `compact_bytes`: see [`LogJournal`].
+pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJournal), String> {
     let path: PathBuf = data_dir.join(FILE);
-    let mut bytes = Vec::new();
-    match File::open(&path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes)
-                .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let snap_path = data_dir.join(SNAP_FILE);
+    let snap_bytes = read_all(&snap_path)?;
+    let snap_len = snap_bytes.as_ref().map_or(0, |b| b.len() as u64);
+    let (mut root, snapshot_index) = match &snap_bytes {
+        Some(b) => {
+            let (root, index) = load_snapshot(&snap_path, b)?;
+            (root, Some(index))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: cannot open: {e}", path.display())),
-    }
+        None => (Arc::new(Node::dir(0, None)), None),
+    };
+    drop(snap_bytes);
+    let bytes = read_all(&path)?.unwrap_or_default();
     if bytes.is_empty() && data_dir.join("cluster-id").exists() {
         return Err(format!(
             "{}: missing or empty, but {} shows that this store held data: restore {} from a backup (or remove cluster-id to start a new, empty store)",
@@ -87,12 +349,14 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
             FILE
         ));
     }
-    let mut root = Arc::new(Node::dir(0, None));
-    let mut index = 0u64;
+    let mut index = snapshot_index.unwrap_or(0);
     let mut records = 0u64;
     let mut good = 0usize;
+    let mut base_len = HEADER.len() as u64;
     if !bytes.is_empty() {
-        if bytes.len() < HEADER.len() || &bytes[..HEADER.len()] != HEADER {
+        if bytes.len() < HEADER.len()
+            || (&bytes[..HEADER.len()] != HEADER && &bytes[..HEADER.len()] != HEADER_V1)
+        {
             if bytes.len() < HEADER.len() {
                 return Err(damaged(&path, 0, "journal header cut short"));
             }
@@ -105,6 +369,7 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
             return Err(damaged(&path, 0, "not a keygate journal header"));
         }
         good = HEADER.len();
+        let mut last = 0u64;
         loop {
             let rest = &bytes[good..];
             if rest.is_empty() {
@@ -113,49 +378,51 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
             if rest.iter().all(|b| *b == 0) {
                 break; // zero-filled tail of an interrupted append
             }
-            if rest.len() < RECORD_HEADER {
-                if MAGIC.starts_with(&rest[..rest.len().min(4)]) {
-                    break; // header cut short at the end: torn
-                }
-                return Err(damaged(&path, good, "bad record header"));
-            }
-            if &rest[..4] != MAGIC {
-                return Err(damaged(&path, good, "bad record header"));
-            }
-            let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-            let not_len = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
-            if len != !not_len {
-                return Err(damaged(
-                    &path,
-                    good,
-                    "record length does not match its check",
-                ));
-            }
-            let crc = u32::from_le_bytes([rest[12], rest[13], rest[14], rest[15]]);
-            let end = RECORD_HEADER + len as usize;
-            if rest.len() < end {
-                break; // payload cut short at the very end: torn
-            }
-            let payload = &rest[RECORD_HEADER..end];
-            if crc32fast::hash(payload) != crc {
-                return Err(damaged(&path, good, "checksum mismatch"));
-            }
+            let (payload, end) = match frame(rest) {
+                Frame::Whole(p, e) => (p, e),
+                Frame::Torn => break, // cut short at the very end: torn
+                Frame::Bad(what) => return Err(damaged(&path, good, what)),
+            };
             let batch: Batch = serde_json::from_slice(payload)
                 .map_err(|e| damaged(&path, good, &format!("unreadable record: {e}")))?;
-            if batch.index < index {
+            if batch.index < last {
                 return Err(damaged(&path, good, "the index goes back"));
             }
-            for m in &batch.m {
-                apply_mutation(&mut root, m);
+            last = batch.index;
+            if let Some(base) = batch.base {
+                if records > 0 || good != HEADER.len() {
+                    return Err(damaged(&path, good, "a base record after the first"));
+                }
+                if snapshot_index.is_none_or(|s| s < base) {
+                    return Err(format!(
+                        "{}: follows a snapshot at index {base}, but {} is {}: restore both files together from a backup",
+                        path.display(),
+                        snap_path.display(),
+                        match snapshot_index {
+                            None => "missing".to_string(),
+                            Some(s) => format!("older (index {s})"),
+                        }
+                    ));
+                }
+                base_len = (good + end) as u64;
             }
-            index = batch.index;
+            // Records the snapshot already holds are skipped.
+            if snapshot_index.is_none_or(|s| batch.index > s) {
+                for m in &batch.m {
+                    apply_mutation(&mut root, m);
+                }
+                index = index.max(batch.index);
+            }
             records += 1;
             good += end;
         }
     }
     let torn_bytes = bytes.len().saturating_sub(good.max(HEADER.len())) as u64;
-    // Everything is checked: only now write (cut a torn tail, or start a
-    // new file).
+    // Everything is checked: only now write (remove what an interrupted
+    // compaction left, cut a torn tail, or start a new file).
+    for tmp in [SNAP_TMP, LOG_TMP] {
+        let _ = std::fs::remove_file(data_dir.join(tmp));
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .read(true)
@@ -170,6 +437,7 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
         if let Ok(dir) = File::open(data_dir) {
             let _ = dir.sync_all();
         }
+        good = HEADER.len();
     } else if torn_bytes > 0 {
         tracing::warn!(
             file = %path.display(),
@@ -180,7 +448,7 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("{}: cannot cut the torn tail: {e}", path.display()))?;
     }
-    file.seek(std::io::SeekFrom::End(0))
+    file.seek(std::io::SeekFrom::Start(good as u64))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((
         Recovered {
@@ -188,12 +456,142 @@ pub fn open(data_dir: &Path) -> Result<(Recovered, LogJournal), String> {
             index,
             records,
             torn_bytes,
+            snapshot_index,
         },
         LogJournal {
+            dir: data_dir.to_path_buf(),
             file,
             buf: Vec::new(),
+            len: good as u64,
+            base_len,
+            snap_bytes: snap_len,
+            compact_bytes,
+            pending: None,
+            commits: 0,
+            writes: 0,
         },
     ))
+}
+
+impl LogJournal {
+    /// Writes a snapshot of `root` at `index` (the journal's last record)
+    /// now, and cuts the journal after it.
+    pub fn compact_now(&mut self, root: &Arc<Node>, index: u64) -> std::io::Result<()> {
+        self.snap_bytes = write_snapshot(&self.dir, root, index)?;
+        self.rewrite_after(index, self.len)
+    }
+    /// Whether the journal has outgrown its snapshot.
+    fn wants_compaction(&self) -> bool {
+        self.len - self.base_len > self.compact_bytes.max(self.snap_bytes)
+    }
+
+    /// Starts writing a snapshot of `root` (the tree after the commit of
+    /// `index`, the last record in the journal) on its own thread.
+    fn start_snapshot(&mut self, root: &Arc<Node>, index: u64) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = self.dir.clone();
+        let root = root.clone();
+        let started = std::thread::Builder::new()
+            .name("keygate-snapshot".into())
+            .spawn(move || {
+                let _ = tx.send(write_snapshot(&dir, &root, index));
+            });
+        match started {
+            Ok(_) => {
+                self.pending = Some(PendingSnapshot {
+                    index,
+                    offset: self.len,
+                    done: rx,
+                })
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the snapshot thread"),
+        }
+    }
+
+    /// Rewrites the journal to hold only what follows the snapshot at
+    /// `index`, written when the journal was `offset` bytes long.
+    fn rewrite_after(&mut self, index: u64, offset: u64) -> std::io::Result<()> {
+        let tmp = self.dir.join(LOG_TMP);
+        let mut tail = Vec::new();
+        self.file.seek(std::io::SeekFrom::Start(offset))?;
+        (&self.file)
+            .take(self.len - offset)
+            .read_to_end(&mut tail)?;
+        self.file.seek(std::io::SeekFrom::Start(self.len))?;
+        let payload = serde_json::to_vec(&BatchRef {
+            index,
+            m: &[],
+            base: Some(index),
+        })
+        .map_err(std::io::Error::other)?;
+        let mut head = HEADER.to_vec();
+        put_record(&mut head, &payload)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&tmp)?;
+        file.write_all(&head)?;
+        file.write_all(&tail)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(FILE))?;
+        // From here the new file is the journal.
+        file.seek(std::io::SeekFrom::End(0))?;
+        self.file = file;
+        self.base_len = head.len() as u64;
+        self.len = self.base_len + tail.len() as u64;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Compaction's bookkeeping after each commit: finish a snapshot that
+    /// is done, or start one when the journal has outgrown the last.
+    fn maintain(&mut self, root: &Arc<Node>, index: u64, wait: bool) {
+        if let Some(p) = &self.pending {
+            let done = if wait {
+                p.done.recv().map_err(|_| ())
+            } else {
+                match p.done.try_recv() {
+                    Ok(r) => Ok(r),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(()),
+                }
+            };
+            let Some(p) = self.pending.take() else {
+                return;
+            };
+            match done {
+                Ok(Ok(size)) => {
+                    self.snap_bytes = size;
+                    let before = self.len;
+                    match self.rewrite_after(p.index, p.offset) {
+                        Ok(()) => tracing::info!(
+                            index = p.index,
+                            snapshot_bytes = size,
+                            journal_bytes_before = before,
+                            journal_bytes = self.len,
+                            "journal compacted"
+                        ),
+                        Err(e) => {
+                            let _ = std::fs::remove_file(self.dir.join(LOG_TMP));
+                            tracing::warn!(error = %e, "cannot rewrite the journal after a snapshot; keeping it whole");
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    let _ = std::fs::remove_file(self.dir.join(SNAP_TMP));
+                    // Try again once the journal has grown as much again.
+                    self.snap_bytes = self.len - self.base_len;
+                    tracing::warn!(error = %e, "cannot write a snapshot; the journal keeps growing");
+                }
+                Err(()) => tracing::warn!("the snapshot thread failed"),
+            }
+            return;
+        }
+        if !wait && self.wants_compaction() {
+            self.start_snapshot(root, index);
+        }
+    }
 }
 
 impl Journal for LogJournal {
@@ -201,30 +599,49 @@ impl Journal for LogJournal {
         let payload = serde_json::to_vec(&BatchRef {
             index,
             m: mutations,
+            base: None,
         })
         .map_err(std::io::Error::other)?;
-        let len = u32::try_from(payload.len()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "batch too large")
-        })?;
         self.buf.clear();
-        self.buf.extend_from_slice(MAGIC);
-        self.buf.extend_from_slice(&len.to_le_bytes());
-        self.buf.extend_from_slice(&(!len).to_le_bytes());
-        self.buf
-            .extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        self.buf.extend_from_slice(&payload);
-        let before = self.file.stream_position()?;
+        put_record(&mut self.buf, &payload)?;
+        let before = self.len;
         let res = self
             .file
             .write_all(&self.buf)
             // The commit point: nothing of this batch is visible before it.
             .and_then(|()| self.file.sync_data());
-        if res.is_err() {
-            // The batch is answered as failed: do not let it come back at
-            // the next start (best effort; a failed fsync is not retried).
-            let _ = self.file.set_len(before);
+        match res {
+            Ok(()) => {
+                self.len += self.buf.len() as u64;
+                self.commits += 1;
+                self.writes += mutations.len() as u64;
+            }
+            Err(_) => {
+                // The batch is answered as failed: do not let it come back
+                // at the next start (best effort; a failed fsync is not
+                // retried).
+                let _ = self.file.set_len(before);
+                let _ = self.file.seek(std::io::SeekFrom::Start(before));
+            }
         }
         res
+    }
+
+    fn committed(&mut self, root: &Arc<Node>, index: u64) {
+        self.maintain(root, index, false);
+    }
+
+    fn close(&mut self, root: &Arc<Node>, index: u64) {
+        self.maintain(root, index, true);
+        tracing::info!(
+            commits = self.commits,
+            mutations = self.writes,
+            mutations_per_commit = %format!(
+                "{:.2}",
+                self.writes as f64 / self.commits.max(1) as f64
+            ),
+            "store closed"
+        );
     }
 }
 
@@ -352,4 +769,142 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(i: u64) -> Mutation {
+        Mutation::Put {
+            key: format!("/d{}/k{i}", i % 7),
+            created: i,
+            modified: i,
+            expiration: (i % 5 == 0).then_some(4_000_000_000_000_000_000 + i as i64),
+            value: Some(format!("value {i} \"quoted\" \u{e9}")),
+        }
+    }
+
+    /// key, created, modified, expiration, value.
+    type Row = (String, u64, u64, Option<i64>, Option<String>);
+
+    /// The tree as sorted rows.
+    fn rows(root: &Arc<Node>) -> Vec<Row> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), root.clone())];
+        while let Some((key, n)) = stack.pop() {
+            out.push((
+                key.clone(),
+                n.created,
+                n.modified,
+                n.expiration,
+                n.value_str().map(|v| v.to_string()),
+            ));
+            if let Some(c) = n.children() {
+                for (name, child) in c.iter() {
+                    stack.push((format!("{key}/{name}"), child.clone()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Commits mutations 1..=n one per commit, calling the compaction hook
+    /// after each; returns the tree they make.
+    fn fill(j: &mut LogJournal, from: u64, to: u64, root: &mut Arc<Node>) {
+        for i in from..=to {
+            let m = put(i);
+            j.commit(std::slice::from_ref(&m), i).unwrap();
+            apply_mutation(root, &m);
+            j.committed(root, i);
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_every_commit_and_bounds_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut j) = open(dir.path(), 4096).unwrap();
+        let mut root = Arc::new(Node::dir(0, None));
+        fill(&mut j, 1, 3000, &mut root);
+        j.close(&root, 3000);
+        let log_len = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
+        let snap_len = std::fs::metadata(dir.path().join(SNAP_FILE)).unwrap().len();
+        assert!(
+            log_len <= 2 * snap_len.max(4096) + 4096,
+            "journal {log_len} bytes beside a {snap_len}-byte snapshot"
+        );
+        drop(j);
+        let (rec, _) = open(dir.path(), 4096).unwrap();
+        assert_eq!(rec.index, 3000);
+        assert!(rec.snapshot_index.is_some_and(|s| s > 2000));
+        assert_eq!(rows(&rec.root), rows(&root));
+        assert!(!dir.path().join(SNAP_TMP).exists());
+    }
+
+    #[test]
+    fn a_snapshot_beside_the_whole_journal_recovers_the_same_store() {
+        // The moment between the snapshot's rename and the journal's
+        // rewrite: records the snapshot holds are skipped, the rest apply.
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut j) = open(dir.path(), 1 << 30).unwrap();
+        let mut root = Arc::new(Node::dir(0, None));
+        fill(&mut j, 1, 300, &mut root);
+        write_snapshot(dir.path(), &root, 300).unwrap();
+        fill(&mut j, 301, 400, &mut root);
+        // Leftovers of an interrupted compaction are ignored and removed.
+        std::fs::write(dir.path().join(SNAP_TMP), b"partial").unwrap();
+        std::fs::write(dir.path().join(LOG_TMP), b"partial").unwrap();
+        drop(j);
+        let (rec, _) = open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(rec.snapshot_index, Some(300));
+        assert_eq!(rec.index, 400);
+        assert_eq!(rows(&rec.root), rows(&root));
+        assert!(!dir.path().join(SNAP_TMP).exists());
+        assert!(!dir.path().join(LOG_TMP).exists());
+    }
+
+    #[test]
+    fn a_journal_whose_snapshot_is_missing_or_damaged_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut j) = open(dir.path(), 1 << 30).unwrap();
+        let mut root = Arc::new(Node::dir(0, None));
+        fill(&mut j, 1, 200, &mut root);
+        j.compact_now(&root, 200).unwrap();
+        fill(&mut j, 201, 210, &mut root);
+        drop(j);
+        let snap = dir.path().join(SNAP_FILE);
+        let good = std::fs::read(&snap).unwrap();
+
+        // Every byte flip in the snapshot is detected, and nothing is written.
+        let log_before = std::fs::read(dir.path().join(FILE)).unwrap();
+        for at in (0..good.len()).step_by(97) {
+            let mut bad = good.clone();
+            bad[at] ^= 0x20;
+            std::fs::write(&snap, &bad).unwrap();
+            let err = open(dir.path(), 1 << 30)
+                .err()
+                .unwrap_or_else(|| panic!("a flip at byte {at} of the snapshot was not detected"));
+            assert!(err.contains("keygate.snap"), "{err}");
+            assert_eq!(std::fs::read(dir.path().join(FILE)).unwrap(), log_before);
+        }
+        // Cut short anywhere: refused too (a snapshot is renamed into place
+        // only when whole).
+        for cut in [good.len() - 1, good.len() / 2, 20] {
+            std::fs::write(&snap, &good[..cut]).unwrap();
+            let err = open(dir.path(), 1 << 30).err().unwrap();
+            assert!(err.contains("keygate.snap"), "{err}");
+        }
+        // Missing: the journal's base record says it is needed.
+        std::fs::remove_file(&snap).unwrap();
+        let err = open(dir.path(), 1 << 30).err().unwrap();
+        assert!(
+            err.contains("keygate.log") && err.contains("keygate.snap is missing"),
+            "{err}"
+        );
+        std::fs::write(&snap, &good).unwrap();
+        let (rec, _) = open(dir.path(), 1 << 30).unwrap();
+        assert_eq!((rec.index, rec.snapshot_index), (210, Some(200)));
+        assert_eq!(rows(&rec.root), rows(&root));
+    }
 }

@@ -640,3 +640,83 @@ pub fn strip_times(v: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+/// Fails with a clear message when a tool the test needs is missing.
+pub fn require(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is not installed: run .ci/run (it installs Debian's etcd-server and python3)"
+    );
+}
+
+/// A real etcd 3.4 (Debian's etcd-server) on free ports, with `--enable-v2`,
+/// TLS and `--client-cert-auth`, killed on drop.
+pub struct Etcd {
+    pub child: std::process::Child,
+    _dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts etcd and waits until its v2 index is stable.
+pub fn start_etcd(pki: &Pki, client: &CertFiles) -> Etcd {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let peer = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut child = Command::new("etcd")
+        .arg("--enable-v2")
+        .arg("--name=default")
+        .arg(format!("--data-dir={}", dir.path().join("etcd").display()))
+        .arg(format!("--listen-client-urls={url}"))
+        .arg(format!("--advertise-client-urls={url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster=default={peer_url}"))
+        .arg(format!("--cert-file={}", pki.server.cert.display()))
+        .arg(format!("--key-file={}", pki.server.key.display()))
+        .arg(format!("--trusted-ca-file={}", pki.ca.display()))
+        .arg("--client-cert-auth")
+        .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd (run .ci/run to install etcd-server)");
+    wait_for_port(port, &mut child);
+    // Wait until the member has published itself and the v2 index is stable.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let addr = format!("127.0.0.1:{port}");
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(mut c) = Client::try_connect(&addr, &pki.ca, Some(client), false).await {
+                let r = c.req("GET", "/v2/keys/", None).await;
+                let idx = r.header("x-etcd-index").unwrap_or("").to_string();
+                if r.status == 200 && idx == last {
+                    return;
+                }
+                last = idx;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        panic!("etcd did not become ready");
+    });
+    Etcd {
+        child,
+        _dir: dir,
+        url,
+    }
+}
