@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{ApiBody, WatchBody};
@@ -478,15 +478,20 @@ async fn serve_keys(app: &App, client: &Client, req: &Permitted<KeysRequest>) ->
     }
 }
 
+const X_ETCD_INDEX: HeaderName = HeaderName::from_static("x-etcd-index");
+const X_RAFT_INDEX: HeaderName = HeaderName::from_static("x-raft-index");
+const X_RAFT_TERM: HeaderName = HeaderName::from_static("x-raft-term");
+const X_ETCD_CLUSTER_ID: HeaderName = HeaderName::from_static("x-etcd-cluster-id");
+
 fn keys_response(status: StatusCode, index: u64, body: ApiBody) -> Response<ApiBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     let idx = HeaderValue::from(index);
-    h.insert("x-etcd-index", idx.clone());
-    h.insert("x-raft-index", idx);
-    h.insert("x-raft-term", HeaderValue::from_static("1"));
+    h.insert(X_ETCD_INDEX, idx.clone());
+    h.insert(X_RAFT_INDEX, idx);
+    h.insert(X_RAFT_TERM, HeaderValue::from_static("1"));
     r
 }
 
@@ -496,7 +501,7 @@ pub fn etcd_error(e: &EtcdError) -> Response<ApiBody> {
     *r.status_mut() = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-    h.insert("x-etcd-index", HeaderValue::from(e.index));
+    h.insert(X_ETCD_INDEX, HeaderValue::from(e.index));
     r
 }
 
@@ -508,13 +513,13 @@ pub fn denied() -> Response<ApiBody> {
     *r.status_mut() = StatusCode::FORBIDDEN;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
-    h.insert("x-etcd-index", HeaderValue::from_static("0"));
+    h.insert(X_ETCD_INDEX, HeaderValue::from_static("0"));
     r
 }
 
 fn cluster_header(app: &App, r: &mut Response<ApiBody>) {
     if let Ok(v) = HeaderValue::from_str(&app.cluster_id) {
-        r.headers_mut().insert("x-etcd-cluster-id", v);
+        r.headers_mut().insert(X_ETCD_CLUSTER_ID, v);
     }
 }
 

@@ -635,6 +635,7 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
     );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(crate::store::tree::STACK_BYTES)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

@@ -65,6 +65,9 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// hyper's HTTP/1 header count limit when none is set.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// Serves until `shutdown` completes, then stops accepting and gives
 /// in-flight requests `shutdown_timeout` to finish.
 pub async fn run(
@@ -150,11 +153,15 @@ pub async fn run(
                 async move { Ok::<_, Infallible>(api::handle(app, client, req).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
+            if limits.max_header_count != HYPER_DEFAULT_MAX_HEADERS {
+                // Setting it costs an initialized header array per request;
+                // hyper's default is the same limit without that cost.
+                builder.http1().max_headers(limits.max_header_count);
+            }
             builder
                 .http1()
                 .timer(TokioTimer::new())
                 .keep_alive(true)
-                .max_headers(limits.max_header_count)
                 // hyper runs this timer while a keep-alive connection waits for its
                 // next request too, so it is the idle timeout as well.
                 .header_read_timeout(limits.idle_timeout)

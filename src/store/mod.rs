@@ -287,6 +287,7 @@ impl Store {
             log: Vec::new(),
         };
         std::thread::Builder::new()
+            .stack_size(tree::STACK_BYTES)
             .name("keygate-writer".into())
             .spawn(move || writer.run(rx))
             .map(|_| ())

@@ -492,6 +492,7 @@ impl LogJournal {
         let dir = self.dir.clone();
         let root = root.clone();
         let started = std::thread::Builder::new()
+            .stack_size(super::tree::STACK_BYTES)
             .name("keygate-snapshot".into())
             .spawn(move || {
                 let _ = tx.send(write_snapshot(&dir, &root, index));

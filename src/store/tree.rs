@@ -76,14 +76,30 @@ impl Node {
     }
 }
 
+/// Directories with more children than this are dropped by imbl itself.
+///
+/// The iterative teardown below must look at every child, and it cannot
+/// tell whether the map's insides are shared with a newer version of the
+/// tree (then nothing below is freed): doing it for a large directory
+/// would cost a walk over all its children on every write into it. Large
+/// directories therefore recurse one level each; the threads that can drop
+/// a tree have stacks sized for that ([`STACK_BYTES`]).
+pub const ITERATIVE_DROP_MAX_CHILDREN: usize = 16;
+
+/// Stack size of every thread that may drop the last reference to a tree
+/// version (runtime workers, the writer, the snapshot thread, the command
+/// line). Reserved, not committed: only what a drop uses is touched.
+pub const STACK_BYTES: usize = 64 << 20;
+
 impl Drop for Node {
     // Dropping a deep tree must not recurse once per level: move the
-    // children of every node we own alone onto an explicit stack.
+    // children of every small directory we own alone onto an explicit
+    // stack.
     fn drop(&mut self) {
         let Kind::Dir(children) = &mut self.kind else {
             return;
         };
-        if children.is_empty() {
+        if children.is_empty() || children.len() > ITERATIVE_DROP_MAX_CHILDREN {
             return;
         }
         let mut stack = vec![std::mem::take(children)];
@@ -98,7 +114,7 @@ impl Drop for Node {
             for child in kids {
                 if let Ok(mut node) = Arc::try_unwrap(child) {
                     if let Kind::Dir(c) = &mut node.kind {
-                        if !c.is_empty() {
+                        if !c.is_empty() && c.len() <= ITERATIVE_DROP_MAX_CHILDREN {
                             stack.push(std::mem::take(c));
                         }
                     }
@@ -146,4 +162,39 @@ pub fn lookup<'a>(root: &'a Arc<Node>, key: &str) -> Lookup<'a> {
         }
     }
     Lookup::Found(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain deeper than any key a request can name (a 16 KiB target
+    /// holds at most ~8,000 levels), of directories too large for the
+    /// iterative teardown: dropping it recurses once per level and must
+    /// fit in [`STACK_BYTES`] (debug build frames are the larger ones).
+    #[test]
+    fn a_deep_chain_of_large_directories_drops_within_the_stack() {
+        let depth = 10_000;
+        let t = std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                let mut node = Node::dir(1, None);
+                for _ in 0..depth {
+                    let mut d = Node::dir(1, None);
+                    if let Kind::Dir(c) = &mut d.kind {
+                        for i in 0..ITERATIVE_DROP_MAX_CHILDREN {
+                            c.insert(
+                                Arc::from(format!("k{i}")),
+                                Arc::new(Node::value(1, Arc::from("v"), None)),
+                            );
+                        }
+                        c.insert(Arc::from("next"), Arc::new(node));
+                    }
+                    node = d;
+                }
+                drop(node);
+            })
+            .unwrap();
+        t.join().unwrap();
+    }
 }

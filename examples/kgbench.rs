@@ -1,0 +1,707 @@
+//! Load tools for the benchmark (`bench/run.py`), for what `oha` does not
+//! measure. Every client presents a certificate and speaks TLS like a real
+//! client would.
+//!
+//! - `load`: HTTP/1.1 keep-alive load on C connections from one thread,
+//!   with a minimal client (pre-encoded requests, a small response
+//!   parser), so that the load generator costs less than the server.
+//! - `handshakes`: full mTLS handshakes per second (no session resumption:
+//!   a new connection, one GET, close).
+//! - `watchers`: N long-poll watchers, each on its own connection; one
+//!   write; the time until the last has its event; the server's RSS before
+//!   and after arming.
+//! - `decide`: a micro-benchmark of one access decision.
+//! - `bare-server`: hyper + rustls with keygate's TLS configuration,
+//!   answering a fixed 200: the ceiling for a gateway on this machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Tls {
+    /// CA bundle that signed the server certificate.
+    #[arg(long)]
+    cacert: PathBuf,
+    /// Client certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Client key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Keep-alive load: requests per second and latency percentiles.
+    Load {
+        #[command(flatten)]
+        tls: Tls,
+        #[arg(long)]
+        addr: String,
+        /// Request path; `{rand}` is replaced by 16 random hex digits per
+        /// request.
+        #[arg(long, default_value = "/v2/keys/bench/one")]
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Form body (PUT/POST).
+        #[arg(long, default_value = "")]
+        body: String,
+        /// Connections.
+        #[arg(short, default_value_t = 64)]
+        c: usize,
+        /// Seconds.
+        #[arg(short, default_value_t = 10.0)]
+        d: f64,
+        /// Stop after this many requests in all (0: run for -d seconds).
+        #[arg(short, default_value_t = 0)]
+        n: u64,
+    },
+    /// New connection (full handshake) per request.
+    Handshakes {
+        #[command(flatten)]
+        tls: Tls,
+        /// host:port
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "/v2/keys/bench/one")]
+        path: String,
+        /// Concurrent clients.
+        #[arg(short, default_value_t = 16)]
+        c: usize,
+        /// Seconds.
+        #[arg(short, default_value_t = 10.0)]
+        d: f64,
+    },
+    /// Long-poll watchers on their own connections, woken by one write.
+    Watchers {
+        #[command(flatten)]
+        tls: Tls,
+        #[arg(long)]
+        addr: String,
+        /// The server's pid (for its RSS).
+        #[arg(long)]
+        pid: u32,
+        #[arg(short, default_value_t = 10_000)]
+        n: usize,
+        /// The watched key.
+        #[arg(long, default_value = "/bench/watched")]
+        key: String,
+    },
+    /// One access decision, timed call by call.
+    Decide {
+        /// keygate configuration (roles and binds).
+        #[arg(long)]
+        config: PathBuf,
+        /// The client's certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The key asked for.
+        #[arg(long)]
+        key: String,
+        #[arg(short, default_value_t = 2_000_000)]
+        n: usize,
+    },
+    /// hyper + rustls, keygate's TLS settings, a fixed 200.
+    BareServer {
+        /// keygate configuration ([server] listen and [tls]).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let _ = rlimit::increase_nofile_limit(1 << 20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let out = match cli.cmd {
+        Cmd::Load {
+            tls,
+            addr,
+            path,
+            method,
+            body,
+            c,
+            d,
+            n,
+        } => {
+            // One thread: the generator must cost less than the server.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(
+                &rt,
+                load(Load {
+                    tls,
+                    addr,
+                    path,
+                    method,
+                    body,
+                    c,
+                    d: Duration::from_secs_f64(d),
+                    n,
+                }),
+            )
+        }
+        Cmd::Handshakes {
+            tls,
+            addr,
+            path,
+            c,
+            d,
+        } => rt.block_on(handshakes(tls, addr, path, c, Duration::from_secs_f64(d))),
+        Cmd::Watchers {
+            tls,
+            addr,
+            pid,
+            n,
+            key,
+        } => rt.block_on(watchers(tls, addr, pid, n, key)),
+        Cmd::Decide {
+            config,
+            cert,
+            key,
+            n,
+        } => decide(&config, &cert, &key, n),
+        Cmd::BareServer { config } => rt.block_on(bare_server(&config)),
+    };
+    println!("{out}");
+}
+
+fn client_config(tls: &Tls) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&tls.cacert).expect("cacert") {
+        roots.add(c.expect("cacert")).expect("cacert");
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&tls.cert)
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&tls.key).expect("key");
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client cert");
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection is a full handshake.
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Arc::new(cfg)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: &str, tls: &TlsConnector) -> std::io::Result<Sender> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let stream = tls.connect(name, tcp).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn request(method: &str, path: &str, body: &str) -> hyper::Request<Full<Bytes>> {
+    hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+async fn handshakes(tls: Tls, addr: String, path: String, c: usize, d: Duration) -> String {
+    let connector = TlsConnector::from(client_config(&tls));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let connector = connector.clone();
+        let addr = addr.clone();
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            while start.elapsed() < d {
+                let t0 = Instant::now();
+                let ok = async {
+                    let mut s = connect(&addr, &connector).await?;
+                    let r = s
+                        .send_request(request("GET", &path, ""))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    let ok = r.status().is_success();
+                    r.into_body()
+                        .collect()
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    Ok::<bool, std::io::Error>(ok)
+                }
+                .await;
+                match ok {
+                    Ok(true) => lat.push(t0.elapsed().as_secs_f64() * 1e3),
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("task");
+        lat.extend(l);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "handshakes_per_sec": lat.len() as f64 / secs,
+        "ok": lat.len(),
+        "errors": errors,
+        "p50_ms": percentile(&lat, 0.5),
+        "p99_ms": percentile(&lat, 0.99),
+    })
+    .to_string()
+}
+
+struct Load {
+    tls: Tls,
+    addr: String,
+    path: String,
+    method: String,
+    body: String,
+    c: usize,
+    d: Duration,
+    n: u64,
+}
+
+/// Latency histogram: microseconds, 1 µs buckets up to 100 ms.
+struct Histogram(Vec<u64>);
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram(vec![0; 100_001])
+    }
+    fn add(&mut self, us: u64) {
+        let i = us.min(100_000) as usize;
+        self.0[i] += 1;
+    }
+    fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a += b;
+        }
+    }
+    fn count(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let total = self.count();
+        let want = ((total as f64) * p).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in self.0.iter().enumerate() {
+            seen += c;
+            if seen >= want.max(1) {
+                return i as f64 / 1e3;
+            }
+        }
+        f64::NAN
+    }
+}
+
+/// Reads one HTTP/1.1 response (Content-Length or chunked); returns its
+/// status. `buf` keeps bytes read past the response.
+async fn read_response<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<u16> {
+    use tokio::io::AsyncReadExt;
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let mut chunk = [0u8; 16384];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(bad("closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("head"))?;
+    let status: u16 = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("status"))?;
+    let mut length = None;
+    let mut chunked = false;
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse::<usize>().ok();
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.trim().eq_ignore_ascii_case("chunked")
+        {
+            chunked = true;
+        }
+    }
+    buf.drain(..head_end);
+    if chunked {
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                let n = r.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(bad("closed in a chunk"));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&buf[..line_end])
+                    .map_err(|_| bad("chunk"))?
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim(),
+                16,
+            )
+            .map_err(|_| bad("chunk size"))?;
+            let need = line_end + 2 + size + 2;
+            while buf.len() < need {
+                let n = r.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(bad("closed in a chunk"));
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..need);
+            if size == 0 {
+                return Ok(status);
+            }
+        }
+    }
+    let len = length.unwrap_or(0);
+    while buf.len() < len {
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(bad("closed in the body"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    buf.drain(..len);
+    Ok(status)
+}
+
+async fn load(l: Load) -> String {
+    use tokio::io::AsyncWriteExt;
+    let connector = TlsConnector::from(client_config(&l.tls));
+    let start = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for conn in 0..l.c {
+        let connector = connector.clone();
+        let addr = l.addr.clone();
+        let path = l.path.clone();
+        let method = l.method.clone();
+        let body = l.body.clone();
+        let done = done.clone();
+        let (d, n) = (l.d, l.n);
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut hist = Histogram::new();
+            let mut status = std::collections::BTreeMap::<u16, u64>::new();
+            let tcp = TcpStream::connect(&addr).await.expect("connect");
+            tcp.set_nodelay(true).expect("nodelay");
+            let name = ServerName::try_from("127.0.0.1").expect("name");
+            let mut s = connector.connect(name, tcp).await.expect("handshake");
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((conn as u64 + 1) << 32);
+            let fixed = !path.contains("{rand}");
+            let encode = |path: &str| {
+                let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n");
+                if !body.is_empty() {
+                    req.push_str(&format!(
+                        "content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n",
+                        body.len()
+                    ));
+                }
+                req.push_str("\r\n");
+                req.push_str(&body);
+                req.into_bytes()
+            };
+            let fixed_req = encode(&path);
+            let mut buf = Vec::with_capacity(16384);
+            loop {
+                if n > 0 {
+                    if done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= n {
+                        break;
+                    }
+                } else if start.elapsed() >= d {
+                    break;
+                }
+                let req;
+                let bytes = if fixed {
+                    &fixed_req
+                } else {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    req = encode(&path.replace("{rand}", &format!("{rng:016x}")));
+                    &req
+                };
+                let t0 = Instant::now();
+                if s.write_all(bytes).await.is_err() {
+                    *status.entry(0).or_default() += 1;
+                    break;
+                }
+                match read_response(&mut s, &mut buf).await {
+                    Ok(code) => {
+                        hist.add(t0.elapsed().as_micros() as u64);
+                        *status.entry(code).or_default() += 1;
+                    }
+                    Err(_) => {
+                        *status.entry(0).or_default() += 1;
+                        break;
+                    }
+                }
+            }
+            (hist, status)
+        }));
+    }
+    let mut hist = Histogram::new();
+    let mut status = std::collections::BTreeMap::<u16, u64>::new();
+    for t in tasks {
+        let (h, s) = t.await.expect("task");
+        hist.merge(&h);
+        for (k, v) in s {
+            *status.entry(k).or_default() += v;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    serde_json::json!({
+        "requests_per_sec": hist.count() as f64 / secs,
+        "requests": hist.count(),
+        "secs": secs,
+        "status": status,
+        "p50_ms": hist.pct(0.5),
+        "p99_ms": hist.pct(0.99),
+        "p999_ms": hist.pct(0.999),
+    })
+    .to_string()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> String {
+    let connector = TlsConnector::from(client_config(&tls));
+    let mut writer = connect(&addr, &connector).await.expect("connect");
+    let r = writer
+        .send_request(request("PUT", &format!("/v2/keys{key}"), "value=0"))
+        .await
+        .expect("put");
+    let index: u64 = r
+        .headers()
+        .get("x-etcd-index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("X-Etcd-Index");
+    r.into_body().collect().await.expect("body");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib(pid);
+    // Arm: connect 64 at a time; a watcher is armed when its answer's
+    // headers have arrived (both servers send them when the watch is
+    // registered).
+    let target = format!("/v2/keys{key}?wait=true&waitIndex={}", index + 1);
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let (armed_tx, mut armed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut woken = Vec::new();
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await.expect("sem");
+        let connector = connector.clone();
+        let addr = addr.clone();
+        let target = target.clone();
+        let armed_tx = armed_tx.clone();
+        woken.push(tokio::spawn(async move {
+            let mut s = connect(&addr, &connector).await.expect("watcher connect");
+            let r = s
+                .send_request(request("GET", &target, ""))
+                .await
+                .expect("watch");
+            drop(permit);
+            let _ = armed_tx.send(());
+            let mut body = r.into_body();
+            loop {
+                match body.frame().await {
+                    Some(Ok(f)) if f.data_ref().is_some_and(|d| !d.is_empty()) => {
+                        return Some(Instant::now());
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => return None,
+                }
+            }
+        }));
+    }
+    drop(armed_tx);
+    let arm_started = Instant::now();
+    let mut armed = 0;
+    while armed < n {
+        match tokio::time::timeout(Duration::from_secs(60), armed_rx.recv()).await {
+            Ok(Some(())) => armed += 1,
+            _ => break,
+        }
+    }
+    let arm_secs = arm_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_armed = rss_kib(pid);
+    let t0 = Instant::now();
+    let r = writer
+        .send_request(request("PUT", &format!("/v2/keys{key}"), "value=1"))
+        .await
+        .expect("put");
+    r.into_body().collect().await.expect("body");
+    let mut wake: Vec<f64> = Vec::new();
+    for w in woken {
+        if let Ok(Ok(Some(at))) = tokio::time::timeout(Duration::from_secs(60), w).await {
+            wake.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+        }
+    }
+    wake.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "watchers": n,
+        "armed": armed,
+        "arm_secs": arm_secs,
+        "woken": wake.len(),
+        "wake_last_ms": wake.last().copied().unwrap_or(f64::NAN),
+        "wake_p50_ms": percentile(&wake, 0.5),
+        "rss_before_kib": rss_before,
+        "rss_armed_kib": rss_armed,
+        "bytes_per_watcher": (rss_armed.saturating_sub(rss_before) * 1024) as f64 / n as f64,
+    })
+    .to_string()
+}
+
+fn decide(config: &Path, cert: &Path, key: &str, n: usize) -> String {
+    let config = keygate::config::Config::load(config).expect("config");
+    let policy = keygate::policy::Policy::new(&config);
+    let der = CertificateDer::from_pem_file(cert).expect("cert");
+    let id = keygate::identity::Identity::from_leaf(&der, &[]);
+    let t = Instant::now();
+    let grants = policy.grants(&id);
+    let grants_us = t.elapsed().as_secs_f64() * 1e6;
+    let req = keygate::v2::request::KeysRequest {
+        method: Some(keygate::v2::request::KeysMethod::Get),
+        key: key.to_string(),
+        ..Default::default()
+    };
+    assert!(
+        keygate::policy::decide_basis(&grants, &req).is_some(),
+        "the client may not read {key}"
+    );
+    // The clock's own cost, to subtract.
+    let mut clock = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        clock.push(t.elapsed().as_nanos() as f64);
+    }
+    clock.sort_by(f64::total_cmp);
+    let mut ns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let b = keygate::policy::decide_basis(&grants, std::hint::black_box(&req));
+        std::hint::black_box(&b);
+        drop(b);
+        ns.push(t.elapsed().as_nanos() as f64);
+    }
+    ns.sort_by(f64::total_cmp);
+    let clock50 = percentile(&clock, 0.5);
+    serde_json::json!({
+        "decisions": n,
+        "grants_us": grants_us,
+        "read_prefixes": grants.read.iter().count(),
+        "clock_ns_p50": clock50,
+        "p50_ns": percentile(&ns, 0.5) - clock50,
+        "p99_ns": percentile(&ns, 0.99) - clock50,
+        "p999_ns": percentile(&ns, 0.999) - clock50,
+    })
+    .to_string()
+}
+
+async fn bare_server(path: &Path) -> String {
+    let config = keygate::config::Config::load(path).expect("config");
+    let tls = keygate::tls::server_config(&config.tls).expect("tls");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .expect("listen");
+    eprintln!("bare server on {}", listener.local_addr().expect("addr"));
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(
+                    hyper::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(b"{}")))
+                        .expect("response"),
+                )
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
