@@ -102,7 +102,7 @@ enum Cmd {
         n: usize,
         /// The watched key.
         #[arg(long, default_value = "/bench/watched")]
-        key: String,
+        watch_key: String,
     },
     /// One access decision, timed call by call.
     Decide {
@@ -176,8 +176,8 @@ fn main() {
             addr,
             pid,
             n,
-            key,
-        } => rt.block_on(watchers(tls, addr, pid, n, key)),
+            watch_key,
+        } => rt.block_on(watchers(tls, addr, pid, n, watch_key)),
         Cmd::Decide {
             config,
             cert,
@@ -527,6 +527,19 @@ async fn load(l: Load) -> String {
     .to_string()
 }
 
+/// CPU time (user + system) of a process, ms.
+fn cpu_ms(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks * 10.0) // USER_HZ is 100 on Linux
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -558,7 +571,14 @@ async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> St
     // Arm: connect 64 at a time; a watcher is armed when its answer's
     // headers have arrived (both servers send them when the watch is
     // registered).
-    let target = format!("/v2/keys{key}?wait=true&waitIndex={}", index + 1);
+    // KEYGATE_BENCH_IDLE=1: a plain GET instead of a watch (the cost of an
+    // idle connection alone, for comparison).
+    let idle = std::env::var("KEYGATE_BENCH_IDLE").is_ok_and(|v| v == "1");
+    let target = if idle {
+        format!("/v2/keys{key}")
+    } else {
+        format!("/v2/keys{key}?wait=true&waitIndex={}", index + 1)
+    };
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let (armed_tx, mut armed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut woken = Vec::new();
@@ -577,13 +597,15 @@ async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> St
             drop(permit);
             let _ = armed_tx.send(());
             let mut body = r.into_body();
+            // The connection stays open (returned with the time) until all
+            // are measured: the server's teardown is not part of the wake.
             loop {
                 match body.frame().await {
                     Some(Ok(f)) if f.data_ref().is_some_and(|d| !d.is_empty()) => {
-                        return Some(Instant::now());
+                        return (Some(Instant::now()), s, body);
                     }
                     Some(Ok(_)) => continue,
-                    _ => return None,
+                    _ => return (None, s, body),
                 }
             }
         }));
@@ -598,8 +620,10 @@ async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> St
         }
     }
     let arm_secs = arm_started.elapsed().as_secs_f64();
+    eprintln!("armed {armed}; writing in 2 s");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_armed = rss_kib(pid);
+    let (server0, client0) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
     let t0 = Instant::now();
     let r = writer
         .send_request(request("PUT", &format!("/v2/keys{key}"), "value=1"))
@@ -607,14 +631,24 @@ async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> St
         .expect("put");
     r.into_body().collect().await.expect("body");
     let mut wake: Vec<f64> = Vec::new();
+    let mut open = Vec::new();
     for w in woken {
-        if let Ok(Ok(Some(at))) = tokio::time::timeout(Duration::from_secs(60), w).await {
-            wake.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+        if let Ok(Ok((at, s, body))) = tokio::time::timeout(Duration::from_secs(60), w).await {
+            if let Some(at) = at {
+                wake.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+            }
+            open.push((s, body));
         }
     }
+    let (server1, client1) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
+    eprintln!("woken {}", wake.len());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(open);
     wake.sort_by(f64::total_cmp);
     serde_json::json!({
         "watchers": n,
+        "wake_server_cpu_ms": server1 - server0,
+        "wake_client_cpu_ms": client1 - client0,
         "armed": armed,
         "arm_secs": arm_secs,
         "woken": wake.len(),

@@ -4,7 +4,7 @@
 use x509_parser::prelude::*;
 
 /// The identity of a verified client.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Identity {
     /// Subject common name; `None` when the subject has no CN, more than
     /// one, or one that is not UTF-8 without NUL.

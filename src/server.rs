@@ -144,7 +144,7 @@ pub async fn run(
                 .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
                 .map(|(_, c)| c.validity().not_after.timestamp())
                 .min();
-            let grants = Arc::new(app.policy.grants(&identity));
+            let grants = app.policy.shared_grants(&identity);
             tracing::debug!(%peer, client = identity.label(), roles = ?grants.roles, "client connected");
             let client = Arc::new(Client { identity, grants });
             let svc = service_fn(move |req| {

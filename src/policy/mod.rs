@@ -8,6 +8,7 @@
 pub mod glob;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::config::{Bind, Config, Role};
@@ -27,8 +28,48 @@ pub struct Origin {
 /// A set of canonical prefixes with what granted each.
 #[derive(Clone, Debug, Default)]
 pub struct PrefixSet {
-    map: HashMap<String, Origin>,
+    map: HashMap<String, Origin, BuildHasherDefault<Fnv>>,
     sorted: BTreeSet<String>,
+    /// Bit `d` is set when a prefix has `d` segments (bit 63: 63 or more),
+    /// so that a lookup skips the ancestors no prefix can match.
+    depths: u64,
+}
+
+/// FNV-1a. The map holds only prefixes from the configuration and is
+/// never filled from requests, so keys a client chooses cannot crowd a
+/// bucket; a keyed hash would cost more than the lookups it guards.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Segments of a canonical key (`"/"` has none).
+fn depth(key: &str) -> usize {
+    if key == "/" {
+        0
+    } else {
+        key.bytes().filter(|b| *b == b'/').count()
+    }
+}
+
+fn depth_bit(d: usize) -> u64 {
+    1 << d.min(63)
 }
 
 /// The ancestors of a canonical key, longest first, the key included.
@@ -65,6 +106,7 @@ impl PrefixSet {
         if !self.map.contains_key(prefix) {
             self.map.insert(prefix.to_string(), origin);
             self.sorted.insert(prefix.to_string());
+            self.depths |= depth_bit(depth(prefix));
         }
     }
 
@@ -75,7 +117,16 @@ impl PrefixSet {
 
     /// The longest prefix covering `key`, with what granted it.
     pub fn covering(&self, key: &str) -> Option<(&str, &Origin)> {
-        ancestors(key).find_map(|a| self.map.get_key_value(a).map(|(k, o)| (k.as_str(), o)))
+        let mut d = depth(key);
+        for a in ancestors(key) {
+            if self.depths & depth_bit(d) != 0 {
+                if let Some((k, o)) = self.map.get_key_value(a) {
+                    return Some((k.as_str(), o));
+                }
+            }
+            d = d.saturating_sub(1);
+        }
+        None
     }
 
     /// Whether some prefix lies strictly below `key`.
@@ -279,6 +330,17 @@ pub struct Policy {
     binds: Vec<CompiledBind>,
     roles: BTreeMap<String, Role>,
     enforced: bool,
+    shared: std::sync::Mutex<SharedGrants>,
+}
+
+/// Grants already computed, by the identity they were computed for: the
+/// connections of one client share one `Grants` (computed once, and hot
+/// in the cache when an event is checked against many watchers). Entries
+/// whose grants no connection holds any more are pruned as the map grows.
+#[derive(Default)]
+struct SharedGrants {
+    map: HashMap<Identity, std::sync::Weak<Grants>>,
+    prune_at: usize,
 }
 
 impl Policy {
@@ -288,6 +350,7 @@ impl Policy {
             binds: config.binds.iter().map(CompiledBind::new).collect(),
             roles: config.roles.clone(),
             enforced: true,
+            shared: Default::default(),
         }
     }
 
@@ -297,10 +360,31 @@ impl Policy {
             binds: Vec::new(),
             roles: BTreeMap::new(),
             enforced: false,
+            shared: Default::default(),
         }
     }
 
-    /// What a client may do (computed once per connection).
+    /// What a client may do, shared with the other connections of the
+    /// same identity.
+    pub fn shared_grants(&self, id: &Identity) -> Arc<Grants> {
+        let lock = || self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = lock().map.get(id).and_then(std::sync::Weak::upgrade) {
+            return g;
+        }
+        let g = Arc::new(self.grants(id));
+        let mut shared = lock();
+        if let Some(existing) = shared.map.get(id).and_then(std::sync::Weak::upgrade) {
+            return existing;
+        }
+        if shared.map.len() >= shared.prune_at {
+            shared.map.retain(|_, w| w.strong_count() > 0);
+            shared.prune_at = (shared.map.len() * 2).max(1024);
+        }
+        shared.map.insert(id.clone(), Arc::downgrade(&g));
+        g
+    }
+
+    /// What a client may do.
     pub fn grants(&self, id: &Identity) -> Grants {
         let mut g = Grants::default();
         if !self.enforced {
@@ -410,6 +494,75 @@ mod tests {
         let a: Vec<_> = ancestors("/a/b/c").collect();
         assert_eq!(a, ["/a/b/c", "/a/b", "/a", "/"]);
         assert_eq!(ancestors("/").collect::<Vec<_>>(), ["/"]);
+    }
+
+    #[test]
+    fn covering_is_the_longest_covering_prefix() {
+        // Prefixes at several depths, some beyond the 63-segment mask bit.
+        let deep = |n: usize| (0..n).map(|i| format!("/s{i}")).collect::<String>();
+        let prefixes = vec![
+            "/a".to_string(),
+            "/a/b/c".to_string(),
+            "/x/y".to_string(),
+            deep(70),
+            deep(64),
+            deep(3),
+        ];
+        let mut s = PrefixSet::default();
+        for p in &prefixes {
+            s.insert(
+                p,
+                Origin {
+                    role: p.clone(),
+                    bind: 0,
+                },
+            );
+        }
+        let mut keys = vec!["/".to_string(), "/a".into(), "/ab".into(), "/x".into()];
+        for n in [1, 2, 3, 4, 62, 63, 64, 65, 70, 71] {
+            keys.push(deep(n));
+            keys.push(format!("/a/b/c{}", deep(n)));
+            keys.push(format!("/x/y{}", deep(n)));
+        }
+        for k in &keys {
+            let want = prefixes
+                .iter()
+                .filter(|p| covers(p, k))
+                .max_by_key(|p| p.len())
+                .map(String::as_str);
+            assert_eq!(s.covering(k).map(|c| c.0), want, "{k}");
+        }
+    }
+
+    #[test]
+    fn connections_of_one_identity_share_their_grants() {
+        let config = Config::parse(
+            std::path::Path::new("t.toml"),
+            "[tls]\ncert='c'\nkey='k'\nclient_ca='ca'\n[backend]\ndata_dir='d'\n\
+             [roles.a]\nread=['/a']\n[roles.b]\nread=['/b']\n\
+             [[bind]]\ncn='alice'\nroles=['a']\n[[bind]]\ncn='bob'\nroles=['b']\n",
+        )
+        .unwrap();
+        let policy = Policy::new(&config);
+        let id = |cn: &str, fp: &str| Identity {
+            cn: Some(cn.into()),
+            fingerprint: fp.into(),
+            ..Identity::default()
+        };
+        let a1 = policy.shared_grants(&id("alice", "01"));
+        let a2 = policy.shared_grants(&id("alice", "01"));
+        assert!(Arc::ptr_eq(&a1, &a2));
+        // Another certificate, even with the same name, gets its own.
+        let a3 = policy.shared_grants(&id("alice", "02"));
+        assert!(!Arc::ptr_eq(&a1, &a3));
+        let b = policy.shared_grants(&id("bob", "03"));
+        assert!(b.can_read("/b/x") && !b.can_read("/a/x"));
+        assert!(a1.can_read("/a/x") && !a1.can_read("/b/x"));
+        // Once no connection holds them, they are computed afresh.
+        let weak = Arc::downgrade(&a1);
+        drop((a1, a2));
+        assert!(weak.upgrade().is_none());
+        assert!(policy.shared_grants(&id("alice", "01")).can_read("/a/x"));
     }
 
     #[test]
