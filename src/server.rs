@@ -65,6 +65,54 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// Who a verified chain is, by the SHA-256 of the chain: the identity read
+/// from the leaf, its grants and the chain's earliest notAfter are a pure
+/// function of the chain and the configuration, so the connections of one
+/// client share them instead of parsing the certificates (and checking the
+/// leaf's signature to name its issuer) again at every handshake. rustls
+/// still verifies every chain in full (trust, validity, CRLs) first.
+/// Entries no connection holds any more are pruned as the map grows.
+#[derive(Default)]
+struct ClientCache {
+    inner: std::sync::Mutex<ClientMap>,
+}
+
+#[derive(Default)]
+struct ClientMap {
+    map: std::collections::HashMap<[u8; 32], (std::sync::Weak<Client>, Option<i64>)>,
+    prune_at: usize,
+}
+
+impl ClientCache {
+    fn get_or_make(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'_>],
+        make: impl FnOnce() -> (Arc<Client>, Option<i64>),
+    ) -> (Arc<Client>, Option<i64>) {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for c in chain {
+            ctx.update(&(c.len() as u64).to_le_bytes());
+            ctx.update(c);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        let lock = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((w, not_after)) = lock().map.get(&key) {
+            if let Some(c) = w.upgrade() {
+                return (c, *not_after);
+            }
+        }
+        let (client, not_after) = make();
+        let mut m = lock();
+        if m.map.len() >= m.prune_at {
+            m.map.retain(|_, (w, _)| w.strong_count() > 0);
+            m.prune_at = (m.map.len() * 2).max(1024);
+        }
+        m.map.insert(key, (Arc::downgrade(&client), not_after));
+        (client, not_after)
+    }
+}
+
 /// hyper's HTTP/1 header count limit when none is set.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -82,6 +130,7 @@ pub async fn run(
     let stats = Arc::new(ListenerStats::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let limits = Arc::new(limits);
+    let clients = Arc::new(ClientCache::default());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -106,6 +155,7 @@ pub async fn run(
         let app = app.clone();
         let limits = limits.clone();
         let stats = stats.clone();
+        let clients = clients.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -131,22 +181,24 @@ pub async fn run(
                 return;
             };
             let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-            let issuers: Vec<&[u8]> = chain[1..]
-                .iter()
-                .map(|c| c.as_ref())
-                .chain(app.client_cas.iter().map(Vec::as_slice))
-                .collect();
-            let identity = Identity::from_leaf(leaf, &issuers);
-            // The connection's authority ends with the first certificate of
-            // its chain to expire.
-            let not_after = chain
-                .iter()
-                .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
-                .map(|(_, c)| c.validity().not_after.timestamp())
-                .min();
-            let grants = app.policy.shared_grants(&identity);
-            tracing::debug!(%peer, client = identity.label(), roles = ?grants.roles, "client connected");
-            let client = Arc::new(Client { identity, grants });
+            let (client, not_after) = clients.get_or_make(chain, || {
+                let issuers: Vec<&[u8]> = chain[1..]
+                    .iter()
+                    .map(|c| c.as_ref())
+                    .chain(app.client_cas.iter().map(Vec::as_slice))
+                    .collect();
+                let identity = Identity::from_leaf(leaf, &issuers);
+                // The connection's authority ends with the first
+                // certificate of its chain to expire.
+                let not_after = chain
+                    .iter()
+                    .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
+                    .map(|(_, c)| c.validity().not_after.timestamp())
+                    .min();
+                let grants = app.policy.shared_grants(&identity);
+                (Arc::new(Client { identity, grants }), not_after)
+            });
+            tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 let client = client.clone();
