@@ -125,6 +125,7 @@ pub fn main() -> i32 {
             );
         }),
     };
+    crate::logwriter::flush();
     match res {
         Ok(()) => 0,
         Err(msg) => {
@@ -553,7 +554,7 @@ fn init_logging(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(crate::logwriter::Batched);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod devcerts;
 pub mod identity;
+pub mod logwriter;
 pub mod policy;
 pub mod server;
 pub mod store;
