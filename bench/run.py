@@ -266,7 +266,7 @@ def interleaved(servers, rounds, run):
 def table_load(title, res, base="etcd"):
     say(f"### {title}")
     say()
-    say("| server | req/s | p50 ms | p99 ms | p99.9 ms | server CPU (cores) | peak RSS MiB | vs etcd |")
+    say(f"| server | req/s | p50 ms | p99 ms | p99.9 ms | server CPU (cores) | peak RSS MiB | vs {base} |")
     say("|---|---|---|---|---|---|---|---|")
     base_rate = med([r["requests_per_sec"] for r in res.get(base, [])])
     for name, rs in res.items():
