@@ -146,7 +146,11 @@ impl Body for ApiBody {
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(Ok(e)) => {
                         w.state = State::Ready(None);
-                        w._guard = None;
+                        // A one-shot sink is removed from the hub as it is
+                        // sent to.
+                        if let Some(g) = w._guard.take() {
+                            g.delivered();
+                        }
                         Poll::Ready(Some(Ok(Frame::data(w.render(&e)))))
                     }
                     Poll::Ready(Err(_)) => {

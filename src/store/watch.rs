@@ -77,12 +77,25 @@ pub struct WatchGuard {
     hub: Arc<Mutex<Hub>>,
     path: String,
     id: u64,
+    /// Still registered in the hub.
+    armed: bool,
+}
+
+impl WatchGuard {
+    /// A one-shot watch got its event: the hub removed it as it delivered,
+    /// so dropping the guard need not take the hub's lock (which the
+    /// writer may be holding while it wakes thousands of watchers).
+    pub fn delivered(mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        let mut hub = lock(&self.hub);
-        hub.remove(&self.path, self.id);
+        if self.armed {
+            let mut hub = lock(&self.hub);
+            hub.remove(&self.path, self.id);
+        }
     }
 }
 
@@ -192,6 +205,7 @@ impl Hub {
             hub: this.clone(),
             path: key.to_string(),
             id,
+            armed: true,
         };
         let (sink, started) = if stream {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
