@@ -623,6 +623,20 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
                 io_reason(&e)
             )
         })?;
+    let ops_listener = match &config.server.ops_listen {
+        None => None,
+        Some(ops) => Some(
+            std::net::TcpListener::bind(ops.as_str())
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| {
+                    format!(
+                        "{}: server.ops_listen: cannot listen on {ops}: {}",
+                        path.display(),
+                        io_reason(&e)
+                    )
+                })?,
+        ),
+    };
     create_data_dir(&data_dir)?;
     // The journal is checked before anything is written to data_dir.
     let (recovered, journal) = crate::store::persist::open(&data_dir, compact_bytes)?;
@@ -684,7 +698,30 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             roles = config.roles.len(),
             "keygate listening"
         );
-        crate::server::run(listener, tls, app, config.server.clone(), shutdown_signal()).await;
+        let listener_stats = Arc::new(crate::server::ListenerStats::default());
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(ops) = ops_listener {
+            let ops = tokio::net::TcpListener::from_std(ops)
+                .map_err(|e| format!("{}: server.ops_listen: {e}", path.display()))?;
+            let ops_addr = ops
+                .local_addr()
+                .map_err(|e| format!("server.ops_listen: {e}"))?;
+            tracing::info!(ops_listen = %ops_addr, "ops endpoints listening (/healthz /readyz /metrics)");
+            tokio::spawn(crate::ops::serve(
+                ops,
+                Arc::new(crate::ops::Ops {
+                    app: app.clone(),
+                    listener: listener_stats.clone(),
+                    stopping: stopping.clone(),
+                }),
+            ));
+        }
+        let stop = stopping.clone();
+        let signal = async move {
+            shutdown_signal().await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        };
+        crate::server::run(listener, tls, app, config.server.clone(), listener_stats, signal).await;
         store.shutdown(config.server.shutdown_timeout);
         tracing::info!("stopped");
         Ok(())

@@ -21,6 +21,7 @@ pub mod config;
 pub mod devcerts;
 pub mod identity;
 pub mod logwriter;
+pub mod ops;
 pub mod policy;
 pub mod server;
 pub mod store;

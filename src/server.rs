@@ -25,6 +25,8 @@ pub struct ListenerStats {
     pub refused: AtomicU64,
     /// Failed or timed-out handshakes.
     pub handshake_failures: AtomicU64,
+    /// Connections open (in the handshake or past it).
+    pub open: AtomicU64,
     /// Failed handshakes by reason.
     pub by_reason: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -113,6 +115,22 @@ impl ClientCache {
     }
 }
 
+/// Counts a connection as open while it lives.
+struct OpenConnection(Arc<ListenerStats>);
+
+impl OpenConnection {
+    fn new(stats: &Arc<ListenerStats>) -> OpenConnection {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(stats.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// hyper's HTTP/1 header count limit when none is set.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -123,11 +141,11 @@ pub async fn run(
     tls: Arc<ServerConfig>,
     app: Arc<App>,
     limits: ServerLimits,
+    stats: Arc<ListenerStats>,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let stats = Arc::new(ListenerStats::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let limits = Arc::new(limits);
     let clients = Arc::new(ClientCache::default());
@@ -159,6 +177,7 @@ pub async fn run(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = OpenConnection::new(&stats);
             let tls =
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,

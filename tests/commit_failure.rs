@@ -53,10 +53,11 @@ async fn full_disk_fails_the_write_and_keeps_everything_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = Tmpfs::mount(dir.path().join("mnt"), "192k");
     let config = dir.path().join("keygate.toml");
+    let ops = common::free_port();
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:{ops}\"\n\
              [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
              [backend]\ndata_dir = {:?}\n\
              [roles.all]\nread = [\"/\"]\nwrite = [\"/\"]\nadmin = true\n\
@@ -70,6 +71,10 @@ async fn full_disk_fails_the_write_and_keeps_everything_acknowledged() {
     .unwrap();
     let kg = Keygate::start_with(pki.clone(), dir, config);
     let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    assert_eq!(
+        common::ops_request(ops, "GET", "/readyz"),
+        (200, "ready\n".into())
+    );
 
     let value = "v".repeat(4000);
     let mut acknowledged = Vec::new();
@@ -113,6 +118,16 @@ async fn full_disk_fails_the_write_and_keeps_everything_acknowledged() {
     let r = c.req("GET", &format!("/v2/keys/fill/{failed}"), None).await;
     assert_eq!(r.status, 404, "the failed write became visible: {}", r.body);
     let index_before: u64 = r.header("x-etcd-index").unwrap().parse().unwrap();
+    // /readyz fails and says why; the process is still healthy.
+    let (status, body) = common::ops_request(ops, "GET", "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("refuses writes") && body.contains("No space left"),
+        "{body}"
+    );
+    assert_eq!(common::ops_request(ops, "GET", "/healthz").0, 200);
+    let (_, metrics) = common::ops_request(ops, "GET", "/metrics");
+    assert!(metrics.contains("\nkeygate_store_failed 1\n"), "{metrics}");
 
     // Restart with space: the failed write is absent, the rest is there.
     mnt.grow("8m");
@@ -128,5 +143,6 @@ async fn full_disk_fails_the_write_and_keeps_everything_acknowledged() {
     assert_eq!(r.header("x-etcd-index").unwrap(), index_before.to_string());
     let r = c.req("PUT", "/v2/keys/after", Some("value=ok")).await;
     assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(common::ops_request(ops, "GET", "/readyz").0, 200);
     drop(kg);
 }

@@ -232,6 +232,22 @@ struct Shared {
     snapshot: ArcSwap<Snapshot>,
     hub: Arc<Mutex<Hub>>,
     stats: Stats,
+    /// Why the store refuses writes (a failed commit).
+    failure: Mutex<Option<String>>,
+    commits: AtomicU64,
+    committed_mutations: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
+/// Counters of the durable commits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CommitStats {
+    /// Commits made durable.
+    pub commits: u64,
+    /// Mutations in them.
+    pub mutations: u64,
+    /// Time spent committing, µs.
+    pub micros: u64,
 }
 
 enum Command {
@@ -274,6 +290,10 @@ impl Store {
             }),
             hub: Arc::new(Mutex::new(Hub::new(index))),
             stats: Stats::default(),
+            failure: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            committed_mutations: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -303,6 +323,24 @@ impl Store {
     /// Statistics.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// Why the store refuses writes, after a failed commit.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counters of the durable commits.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.shared.commits.load(Ordering::Relaxed),
+            mutations: self.shared.committed_mutations.load(Ordering::Relaxed),
+            micros: self.shared.commit_micros.load(Ordering::Relaxed),
+        }
     }
 
     /// Number of registered watchers.
@@ -529,9 +567,24 @@ impl Writer {
             }
         }
         if !self.log.is_empty() {
-            if let Err(err) = self.journal.commit(&self.log, self.index) {
+            let started = std::time::Instant::now();
+            let res = self.journal.commit(&self.log, self.index);
+            if res.is_ok() {
+                let s = &self.shared;
+                s.commits.fetch_add(1, Ordering::Relaxed);
+                s.committed_mutations
+                    .fetch_add(self.log.len() as u64, Ordering::Relaxed);
+                s.commit_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            if let Err(err) = res {
                 let cause = err.to_string();
                 tracing::error!(error = %cause, "commit failed: refusing writes from now on");
+                *self
+                    .shared
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
                 self.failed = Some(cause.clone());
                 self.root = base_root;
                 self.index = base_index;

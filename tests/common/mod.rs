@@ -720,3 +720,20 @@ pub fn start_etcd(pki: &Pki, client: &CertFiles) -> Etcd {
         url,
     }
 }
+
+/// A plain HTTP/1.1 GET (or other method) to the ops listener: (status, body).
+pub fn ops_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("ops listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head[9..12].parse().unwrap();
+    (status, body.to_string())
+}

@@ -1,0 +1,194 @@
+//! The ops listener (SPEC §6): plain HTTP, no authentication — bind it to
+//! loopback or a management network. `/healthz` answers while the process
+//! serves; `/readyz` fails (503) when the store refuses writes after a
+//! failed commit, or while keygate stops; `/metrics` is Prometheus text.
+//! No label holds a key or a certificate field.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::api::App;
+use crate::server::ListenerStats;
+
+/// What the ops endpoints read.
+pub struct Ops {
+    /// The gateway's state.
+    pub app: Arc<App>,
+    /// The TLS listener's counters.
+    pub listener: Arc<ListenerStats>,
+    /// Set when keygate begins to stop.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Serves the ops endpoints until the runtime stops.
+pub async fn serve(listener: TcpListener, ops: Arc<Ops>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let ops = ops.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let ops = ops.clone();
+                async move { Ok::<_, Infallible>(answer(&ops, &req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+fn answer<B>(ops: &Ops, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), PLAIN);
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into(), PLAIN),
+        "/readyz" => match readiness(ops) {
+            Ok(()) => text(StatusCode::OK, "ready\n".into(), PLAIN),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+                PLAIN,
+            ),
+        },
+        "/metrics" => text(
+            StatusCode::OK,
+            metrics(ops),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into(), PLAIN),
+    }
+}
+
+fn readiness(ops: &Ops) -> Result<(), String> {
+    if ops.stopping.load(Ordering::Relaxed) {
+        return Err("shutting down".into());
+    }
+    if let Some(cause) = ops.app.store.failure() {
+        return Err(format!(
+            "the store refuses writes after a failed commit: {cause}"
+        ));
+    }
+    Ok(())
+}
+
+fn metrics(ops: &Ops) -> String {
+    let store = &ops.app.store;
+    let c = store.commit_stats();
+    let mut out = String::with_capacity(2048);
+    let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in lines {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    metric(
+        "keygate_store_index",
+        "gauge",
+        "The store's current index (X-Etcd-Index).",
+        &[(String::new(), store.snapshot().index as f64)],
+    );
+    metric(
+        "keygate_store_failed",
+        "gauge",
+        "1 when the store refuses writes after a failed commit.",
+        &[(
+            String::new(),
+            f64::from(u8::from(store.failure().is_some())),
+        )],
+    );
+    metric(
+        "keygate_commits_total",
+        "counter",
+        "Durable commits (journal records made durable).",
+        &[(String::new(), c.commits as f64)],
+    );
+    metric(
+        "keygate_committed_mutations_total",
+        "counter",
+        "Mutations (writes and expiries) in durable commits; divided by keygate_commits_total, the writes per commit.",
+        &[(String::new(), c.mutations as f64)],
+    );
+    metric(
+        "keygate_commit_duration_seconds_sum",
+        "counter",
+        "Time spent in durable commits (write and fdatasync); divided by keygate_commits_total, the mean commit latency.",
+        &[(String::new(), c.micros as f64 / 1e6)],
+    );
+    metric(
+        "keygate_watchers",
+        "gauge",
+        "Registered watches.",
+        &[(String::new(), store.watcher_count() as f64)],
+    );
+    metric(
+        "keygate_connections_open",
+        "gauge",
+        "Client connections past the TLS handshake or in it.",
+        &[(
+            String::new(),
+            ops.listener.open.load(Ordering::Relaxed) as f64,
+        )],
+    );
+    metric(
+        "keygate_connections_refused_total",
+        "counter",
+        "Connections refused because max_connections was reached.",
+        &[(
+            String::new(),
+            ops.listener.refused.load(Ordering::Relaxed) as f64,
+        )],
+    );
+    let by_reason: Vec<(String, f64)> = ops
+        .listener
+        .by_reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{r}\"}}"), *v as f64))
+        .collect();
+    metric(
+        "keygate_handshake_failures_total",
+        "counter",
+        "Failed or timed-out TLS handshakes, by reason.",
+        &by_reason,
+    );
+    let names = crate::store::STAT_NAMES;
+    let stats: Vec<(String, f64)> = names
+        .iter()
+        .zip(store.stats().values())
+        .map(|(n, v)| (format!("{{op=\"{n}\"}}"), v as f64))
+        .collect();
+    metric(
+        "keygate_store_operations_total",
+        "counter",
+        "etcd's store statistics (/v2/stats/store), by operation and outcome.",
+        &stats,
+    );
+    out
+}
