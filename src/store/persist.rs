@@ -110,6 +110,8 @@ pub struct LogJournal {
     /// Commits and mutations since start.
     commits: u64,
     writes: u64,
+    /// Why the journal can no longer promise durability.
+    broken: Option<String>,
 }
 
 struct PendingSnapshot {
@@ -472,6 +474,7 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             pending: None,
             commits: 0,
             writes: 0,
+            broken: None,
         },
     ))
 }
@@ -516,12 +519,9 @@ impl LogJournal {
     /// `index`, written when the journal was `offset` bytes long.
     fn rewrite_after(&mut self, index: u64, offset: u64) -> std::io::Result<()> {
         let tmp = self.dir.join(LOG_TMP);
-        let mut tail = Vec::new();
-        self.file.seek(std::io::SeekFrom::Start(offset))?;
-        (&self.file)
-            .take(self.len - offset)
-            .read_to_end(&mut tail)?;
-        self.file.seek(std::io::SeekFrom::Start(self.len))?;
+        // Positional read: the append position must not move.
+        let mut tail = vec![0u8; (self.len - offset) as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut tail, offset)?;
         let payload = serde_json::to_vec(&BatchRef {
             index,
             m: &[],
@@ -540,12 +540,21 @@ impl LogJournal {
         file.write_all(&tail)?;
         file.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(FILE))?;
-        // From here the new file is the journal.
-        file.seek(std::io::SeekFrom::End(0))?;
+        // From here the new file is the journal (written from its start, so
+        // its position is its end).
         self.file = file;
         self.base_len = head.len() as u64;
         self.len = self.base_len + tail.len() as u64;
-        File::open(&self.dir)?.sync_all()
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            // The rename may not survive a crash, and with it the commits
+            // that would follow: refuse them, as a failed commit.
+            self.broken = Some(format!(
+                "cannot sync {} after replacing the journal: {e}",
+                self.dir.display()
+            ));
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Compaction's bookkeeping after each commit: finish a snapshot that
@@ -600,6 +609,9 @@ impl LogJournal {
 
 impl Journal for LogJournal {
     fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(std::io::Error::other(why.clone()));
+        }
         let payload = serde_json::to_vec(&BatchRef {
             index,
             m: mutations,
