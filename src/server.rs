@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -131,6 +131,24 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Serves a connection until it ends or its certificate expires.
+async fn until_expiry<E: std::fmt::Display>(
+    conn: impl Future<Output = Result<(), E>>,
+    expiry: std::time::Duration,
+    peer: std::net::SocketAddr,
+) {
+    tokio::select! {
+        res = conn => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = tokio::time::sleep(expiry) => {
+            tracing::info!(%peer, "client certificate expired: connection closed");
+        }
+    }
+}
+
 /// hyper's HTTP/1 header count limit when none is set.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
@@ -223,27 +241,9 @@ pub async fn run(
                 let client = client.clone();
                 async move { Ok::<_, Infallible>(api::handle(app, client, req).await) }
             });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            if limits.max_header_count != HYPER_DEFAULT_MAX_HEADERS {
-                // Setting it costs an initialized header array per request;
-                // hyper's default is the same limit without that cost.
-                builder.http1().max_headers(limits.max_header_count);
-            }
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                // hyper runs this timer while a keep-alive connection waits for its
-                // next request too, so it is the idle timeout as well.
-                .header_read_timeout(limits.idle_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192) + 65536);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(limits.max_streams_per_connection)
-                .max_header_list_size(limits.max_header_bytes as u32);
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            let conn = watcher.watch(conn.into_owned());
+            // The protocol is the one ALPN agreed on (HTTP/2 only by ALPN,
+            // as etcd): no sniffing of the first bytes, no rewind buffer.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             // The connection's authority ends with its certificate.
             let expiry = not_after
                 .map(|t| {
@@ -252,16 +252,34 @@ pub async fn run(
                         .saturating_sub(crate::store::now_nanos());
                     std::time::Duration::from_nanos(left.max(0) as u64)
                 })
-                .unwrap_or(std::time::Duration::MAX);
-            tokio::select! {
-                res = conn => {
-                    if let Err(e) = res {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+                .unwrap_or(std::time::Duration::MAX)
+                .min(std::time::Duration::from_secs(u32::MAX as u64));
+            let io = TokioIo::new(tls);
+            if h2 {
+                let mut builder = http2::Builder::new(TokioExecutor::new());
+                builder
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(limits.max_streams_per_connection)
+                    .max_header_list_size(limits.max_header_bytes as u32);
+                let conn = watcher.watch(builder.serve_connection(io, svc));
+                until_expiry(conn, expiry, peer).await;
+            } else {
+                let mut builder = http1::Builder::new();
+                if limits.max_header_count != HYPER_DEFAULT_MAX_HEADERS {
+                    // Setting it costs an initialized header array per
+                    // request; hyper's default is the same limit without it.
+                    builder.max_headers(limits.max_header_count);
                 }
-                () = tokio::time::sleep(expiry.min(std::time::Duration::from_secs(u32::MAX as u64))) => {
-                    tracing::info!(%peer, "client certificate expired: connection closed");
-                }
+                builder
+                    .timer(TokioTimer::new())
+                    .keep_alive(true)
+                    // hyper runs this timer while a keep-alive connection
+                    // waits for its next request too, so it is the idle
+                    // timeout as well.
+                    .header_read_timeout(limits.idle_timeout)
+                    .max_buf_size(limits.max_header_bytes.max(8192) + 65536);
+                let conn = watcher.watch(builder.serve_connection(io, svc));
+                until_expiry(conn, expiry, peer).await;
             }
         });
     }
