@@ -498,12 +498,15 @@ fn import(path: &Path, file: &Path) -> Result<(), String> {
     for m in &plan.mutations {
         crate::store::apply_mutation(&mut root, m);
     }
-    journal.compact_now(&root, plan.index).map_err(|e| {
-        format!(
-            "{}: cannot write: {e}",
-            data_dir.join(crate::store::persist::SNAP_FILE).display()
-        )
-    })?;
+    if let Err(e) = journal.compact_now(&root, plan.index) {
+        // The import is durable in the journal already: say so, and let the
+        // first start replay it.
+        eprintln!(
+            "warning: {}: cannot write the snapshot ({e}); the import is in {} and the first start replays it",
+            data_dir.join(crate::store::persist::SNAP_FILE).display(),
+            crate::store::persist::FILE
+        );
+    }
     println!(
         "imported {} nodes ({} already expired, skipped), store index {}",
         plan.nodes, plan.expired, plan.index
