@@ -26,6 +26,9 @@ pub struct Client {
     pub identity: Identity,
     /// Its grants under the policy.
     pub grants: Arc<Grants>,
+    /// The earliest notAfter of its chain, Unix seconds: the connection
+    /// ends then.
+    pub not_after: Option<i64>,
 }
 
 /// What every request needs: the store, the policy, and who we are.

@@ -27,3 +27,4 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod v2;
+pub mod weakmap;

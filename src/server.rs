@@ -67,52 +67,17 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// Who a verified chain is, by the SHA-256 of the chain: the identity read
-/// from the leaf, its grants and the chain's earliest notAfter are a pure
-/// function of the chain and the configuration, so the connections of one
-/// client share them instead of parsing the certificates (and checking the
-/// leaf's signature to name its issuer) again at every handshake. rustls
-/// still verifies every chain in full (trust, validity, CRLs) first.
-/// Entries no connection holds any more are pruned as the map grows.
-#[derive(Default)]
-struct ClientCache {
-    inner: std::sync::Mutex<ClientMap>,
-}
-
-#[derive(Default)]
-struct ClientMap {
-    map: std::collections::HashMap<[u8; 32], (std::sync::Weak<Client>, Option<i64>)>,
-    prune_at: usize,
-}
-
-impl ClientCache {
-    fn get_or_make(
-        &self,
-        chain: &[rustls::pki_types::CertificateDer<'_>],
-        make: impl FnOnce() -> (Arc<Client>, Option<i64>),
-    ) -> (Arc<Client>, Option<i64>) {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        for c in chain {
-            ctx.update(&(c.len() as u64).to_le_bytes());
-            ctx.update(c);
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(ctx.finish().as_ref());
-        let lock = || self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((w, not_after)) = lock().map.get(&key) {
-            if let Some(c) = w.upgrade() {
-                return (c, *not_after);
-            }
-        }
-        let (client, not_after) = make();
-        let mut m = lock();
-        if m.map.len() >= m.prune_at {
-            m.map.retain(|_, (w, _)| w.strong_count() > 0);
-            m.prune_at = (m.map.len() * 2).max(1024);
-        }
-        m.map.insert(key, (Arc::downgrade(&client), not_after));
-        (client, not_after)
+/// The SHA-256 of a presented chain: the key under which its connections
+/// share the [`Client`] read from it.
+fn chain_key(chain: &[rustls::pki_types::CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for c in chain {
+        ctx.update(&(c.len() as u64).to_le_bytes());
+        ctx.update(c);
     }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
 }
 
 /// Counts a connection as open while it lives.
@@ -166,7 +131,13 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let limits = Arc::new(limits);
-    let clients = Arc::new(ClientCache::default());
+    // Who a verified chain is: the identity read from the leaf, its grants
+    // and the chain's earliest notAfter are a pure function of the chain
+    // and the configuration, so the connections that present one chain
+    // share them instead of parsing the certificates (and checking the
+    // leaf's signature to name its issuer) at every handshake. rustls still
+    // verifies every chain in full (trust, validity, CRLs) first.
+    let clients: Arc<crate::weakmap::WeakMap<[u8; 32], Client>> = Arc::default();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -218,7 +189,7 @@ pub async fn run(
                 return;
             };
             let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-            let (client, not_after) = clients.get_or_make(chain, || {
+            let client = clients.get_or_make(&chain_key(chain), || {
                 let issuers: Vec<&[u8]> = chain[1..]
                     .iter()
                     .map(|c| c.as_ref())
@@ -233,8 +204,13 @@ pub async fn run(
                     .map(|(_, c)| c.validity().not_after.timestamp())
                     .min();
                 let grants = app.policy.shared_grants(&identity);
-                (Arc::new(Client { identity, grants }), not_after)
+                Client {
+                    identity,
+                    grants,
+                    not_after,
+                }
             });
+            let not_after = client.not_after;
             tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
             let svc = service_fn(move |req| {
                 let app = app.clone();

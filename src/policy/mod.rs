@@ -330,17 +330,11 @@ pub struct Policy {
     binds: Vec<CompiledBind>,
     roles: BTreeMap<String, Role>,
     enforced: bool,
-    shared: std::sync::Mutex<SharedGrants>,
-}
-
-/// Grants already computed, by the identity they were computed for: the
-/// connections of one client share one `Grants` (computed once, and hot
-/// in the cache when an event is checked against many watchers). Entries
-/// whose grants no connection holds any more are pruned as the map grows.
-#[derive(Default)]
-struct SharedGrants {
-    map: HashMap<Identity, std::sync::Weak<Grants>>,
-    prune_at: usize,
+    /// Grants already computed, by the identity they were computed for:
+    /// the connections of one client share one `Grants` (computed once,
+    /// and hot in the cache when an event is checked against many
+    /// watchers).
+    shared: crate::weakmap::WeakMap<Identity, Grants>,
 }
 
 impl Policy {
@@ -367,21 +361,7 @@ impl Policy {
     /// What a client may do, shared with the other connections of the
     /// same identity.
     pub fn shared_grants(&self, id: &Identity) -> Arc<Grants> {
-        let lock = || self.shared.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(g) = lock().map.get(id).and_then(std::sync::Weak::upgrade) {
-            return g;
-        }
-        let g = Arc::new(self.grants(id));
-        let mut shared = lock();
-        if let Some(existing) = shared.map.get(id).and_then(std::sync::Weak::upgrade) {
-            return existing;
-        }
-        if shared.map.len() >= shared.prune_at {
-            shared.map.retain(|_, w| w.strong_count() > 0);
-            shared.prune_at = (shared.map.len() * 2).max(1024);
-        }
-        shared.map.insert(id.clone(), Arc::downgrade(&g));
-        g
+        self.shared.get_or_make(id, || self.grants(id))
     }
 
     /// What a client may do.

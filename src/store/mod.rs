@@ -250,6 +250,16 @@ pub struct CommitStats {
     pub micros: u64,
 }
 
+impl Shared {
+    fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            mutations: self.committed_mutations.load(Ordering::Relaxed),
+            micros: self.commit_micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
 enum Command {
     Write(WriteOp, oneshot::Sender<WriteResult>),
     Shutdown(std::sync::mpsc::Sender<()>),
@@ -336,11 +346,7 @@ impl Store {
 
     /// Counters of the durable commits.
     pub fn commit_stats(&self) -> CommitStats {
-        CommitStats {
-            commits: self.shared.commits.load(Ordering::Relaxed),
-            mutations: self.shared.committed_mutations.load(Ordering::Relaxed),
-            micros: self.shared.commit_micros.load(Ordering::Relaxed),
-        }
+        self.shared.commit_stats()
     }
 
     /// Number of registered watchers.
@@ -510,6 +516,16 @@ impl Writer {
                 if self.failed.is_none() {
                     self.journal.close(&self.root, self.index);
                 }
+                let c = self.shared.commit_stats();
+                tracing::info!(
+                    commits = c.commits,
+                    mutations = c.mutations,
+                    mutations_per_commit = %format!(
+                        "{:.2}",
+                        c.mutations as f64 / c.commits.max(1) as f64
+                    ),
+                    "store closed"
+                );
                 let _ = done.send(());
                 return;
             }

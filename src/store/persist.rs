@@ -107,9 +107,6 @@ pub struct LogJournal {
     compact_bytes: u64,
     /// A snapshot being written.
     pending: Option<PendingSnapshot>,
-    /// Commits and mutations since start.
-    commits: u64,
-    writes: u64,
     /// Why the journal can no longer promise durability.
     broken: Option<String>,
 }
@@ -472,8 +469,6 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             snap_bytes: snap_len,
             compact_bytes,
             pending: None,
-            commits: 0,
-            writes: 0,
             broken: None,
         },
     ))
@@ -627,11 +622,7 @@ impl Journal for LogJournal {
             // The commit point: nothing of this batch is visible before it.
             .and_then(|()| self.file.sync_data());
         match res {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                self.commits += 1;
-                self.writes += mutations.len() as u64;
-            }
+            Ok(()) => self.len += self.buf.len() as u64,
             Err(_) => {
                 // The batch is answered as failed: do not let it come back
                 // at the next start (best effort; a failed fsync is not
@@ -664,15 +655,6 @@ impl Journal for LogJournal {
                 Err(e) => tracing::warn!(error = %e, "cannot write a snapshot at stop"),
             }
         }
-        tracing::info!(
-            commits = self.commits,
-            mutations = self.writes,
-            mutations_per_commit = %format!(
-                "{:.2}",
-                self.writes as f64 / self.commits.max(1) as f64
-            ),
-            "store closed"
-        );
     }
 }
 
