@@ -64,14 +64,45 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// The etcd version keygate speaks (its v2 API).
 pub const ETCD_VERSION: &str = "3.4.0";
 
-/// Answers one request from a verified client.
+/// Answers one request from a verified client (HTTP/2: hyper's body).
 pub async fn handle(
     app: Arc<App>,
     client: Arc<Client>,
     req: Request<Incoming>,
 ) -> Response<ApiBody> {
+    if let Some(refused) = refuse_head(&app, &req) {
+        return refused;
+    }
+    // Read the whole (bounded) body first, whatever the answer: an unread
+    // body would cost the client its keep-alive connection.
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, app.max_body_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return body_too_large(app.max_body_bytes),
+    };
+    answer(&app, &client, Request::from_parts(parts, body)).await
+}
+
+/// Answers a request whose whole body has been read (the HTTP/1.1
+/// connection reads it itself, within `max_body_bytes`).
+pub async fn answer(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
+    if let Some(refused) = refuse_head(app, &req) {
+        return refused;
+    }
+    let head = req.method() == Method::HEAD;
+    let resp = route(app, client, req).await;
+    if head {
+        strip_body(resp)
+    } else {
+        resp
+    }
+}
+
+/// What no request head may carry: a protocol switch, or more headers
+/// than the limits allow.
+fn refuse_head<B>(app: &App, req: &Request<B>) -> Option<Response<ApiBody>> {
     if req.method() == Method::CONNECT || req.headers().contains_key(hyper::header::UPGRADE) {
-        return close(plain(StatusCode::BAD_REQUEST, "400 Bad Request"));
+        return Some(close(plain(StatusCode::BAD_REQUEST, "400 Bad Request")));
     }
     let header_bytes: usize = req
         .headers()
@@ -79,33 +110,27 @@ pub async fn handle(
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if req.headers().len() > app.max_header_count || header_bytes > app.max_header_bytes {
-        return close(plain(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "431 Request Header Fields Too Large",
-        ));
+        return Some(close(headers_too_large()));
     }
-    // Read the whole (bounded) body first, whatever the answer: an unread
-    // body would cost the client its keep-alive connection.
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, app.max_body_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let mut r = etcd_error(&EtcdError::request(
-                code::INVALID_FORM,
-                format!("request body larger than {} bytes", app.max_body_bytes),
-            ));
-            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return close(r);
-        }
-    };
-    let req = Request::from_parts(parts, body);
-    let head = req.method() == Method::HEAD;
-    let resp = route(&app, &client, req).await;
-    if head {
-        strip_body(resp)
-    } else {
-        resp
-    }
+    None
+}
+
+/// 431, for a head over the limits.
+pub fn headers_too_large() -> Response<ApiBody> {
+    plain(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "431 Request Header Fields Too Large",
+    )
+}
+
+/// 413 etcd-style, for a body over `max_body_bytes`; the connection closes.
+pub fn body_too_large(max_body_bytes: usize) -> Response<ApiBody> {
+    let mut r = etcd_error(&EtcdError::request(
+        code::INVALID_FORM,
+        format!("request body larger than {max_body_bytes} bytes"),
+    ));
+    *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    close(r)
 }
 
 /// HEAD is answered as GET without a body, keeping the Content-Length the
@@ -547,7 +572,7 @@ pub fn plain(status: StatusCode, text: &str) -> Response<ApiBody> {
 }
 
 /// Asks the client to close the connection after this answer.
-fn close(mut r: Response<ApiBody>) -> Response<ApiBody> {
+pub fn close(mut r: Response<ApiBody>) -> Response<ApiBody> {
     r.headers_mut()
         .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     r

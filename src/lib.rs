@@ -3,7 +3,7 @@
 //!
 //! The request path, in module order:
 //! - [`server`]: TLS handshake ([`tls`]), the client's [`identity`] from its
-//!   verified leaf, HTTP/1.1 and HTTP/2;
+//!   verified leaf, HTTP/1.1 ([`http1`]) and HTTP/2 (hyper);
 //! - [`api`]: routing on the raw path, then for keys requests one parse
 //!   ([`v2::request`]) → [`policy`] (which alone makes a
 //!   [`policy::Permitted`] request) → the backend ([`store`]) → etcd's JSON
@@ -19,6 +19,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod devcerts;
+pub mod http1;
 pub mod identity;
 pub mod logwriter;
 pub mod ops;

@@ -3,16 +3,19 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 use crate::api::{self, App, Client};
 use crate::config::Server as ServerLimits;
@@ -97,25 +100,143 @@ impl Drop for OpenConnection {
 }
 
 /// Serves a connection until it ends or its certificate expires.
-async fn until_expiry<E: std::fmt::Display>(
-    conn: impl Future<Output = Result<(), E>>,
+async fn until_expiry(
+    conn: impl Future<Output = ()>,
     expiry: std::time::Duration,
     peer: std::net::SocketAddr,
 ) {
     tokio::select! {
-        res = conn => {
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        }
+        () = conn => {}
         () = tokio::time::sleep(expiry) => {
             tracing::info!(%peer, "client certificate expired: connection closed");
         }
     }
 }
 
-/// hyper's HTTP/1 header count limit when none is set.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+/// The limits connections need.
+struct Limits {
+    server: ServerLimits,
+    http1: crate::http1::Limits,
+}
+
+/// The TLS handshake within `handshake_timeout`, then who the client is
+/// (shared by the connections of one chain). `None`: refused, counted.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    app: &App,
+    clients: &crate::weakmap::WeakMap<[u8; 32], Client>,
+    limits: &Limits,
+    stats: &ListenerStats,
+) -> Option<(TlsStream, Arc<Client>)> {
+    let tls =
+        match tokio::time::timeout(limits.server.handshake_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                let reason = handshake_reason(&e);
+                stats.count_reason(reason);
+                tracing::debug!(%peer, reason, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                stats.count_reason("timeout");
+                tracing::debug!(%peer, reason = "timeout", "TLS handshake timed out");
+                return None;
+            }
+        };
+    // The verifier requires a certificate; never serve without one.
+    let chain = tls.get_ref().1.peer_certificates()?;
+    let leaf = chain.first()?;
+    let client = clients.get_or_make(&chain_key(chain), || {
+        let issuers: Vec<&[u8]> = chain[1..]
+            .iter()
+            .map(|c| c.as_ref())
+            .chain(app.client_cas.iter().map(Vec::as_slice))
+            .collect();
+        let identity = Identity::from_leaf(leaf, &issuers);
+        // The connection's authority ends with the first certificate of
+        // its chain to expire.
+        let not_after = chain
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
+            .map(|(_, c)| c.validity().not_after.timestamp())
+            .min();
+        let grants = app.policy.shared_grants(&identity);
+        Client {
+            identity,
+            grants,
+            not_after,
+        }
+    });
+    tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
+    Some((tls, client))
+}
+
+/// Time left until `not_after` (Unix seconds), when the connection's
+/// authority ends with its certificate.
+fn until_not_after(not_after: Option<i64>) -> std::time::Duration {
+    not_after
+        .map(|t| {
+            let left = t
+                .saturating_mul(1_000_000_000)
+                .saturating_sub(crate::store::now_nanos());
+            std::time::Duration::from_nanos(left.max(0) as u64)
+        })
+        .unwrap_or(std::time::Duration::MAX)
+        .min(std::time::Duration::from_secs(u32::MAX as u64))
+}
+
+/// The serving future of an accepted connection, by the protocol ALPN
+/// agreed on (HTTP/2 only by ALPN, as etcd: no sniffing of the first bytes),
+/// and the time until its certificate expires.
+fn connection(
+    tls: TlsStream,
+    client: Arc<Client>,
+    app: Arc<App>,
+    limits: &Limits,
+    watcher: hyper_util::server::graceful::Watcher,
+    h1_stop: tokio::sync::watch::Receiver<bool>,
+) -> (
+    Pin<Box<dyn Future<Output = ()> + Send>>,
+    std::time::Duration,
+) {
+    let expiry = until_not_after(client.not_after);
+    let conn: Pin<Box<dyn Future<Output = ()> + Send>> =
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
+            Box::pin(serve_h2(tls, app, client, limits.server.clone(), watcher))
+        } else {
+            let limits = limits.http1.clone();
+            Box::pin(crate::http1::serve(tls, app, client, limits, h1_stop))
+        };
+    (conn, expiry)
+}
+
+/// HTTP/2 through hyper.
+async fn serve_h2(
+    tls: TlsStream,
+    app: Arc<App>,
+    client: Arc<Client>,
+    limits: ServerLimits,
+    graceful: hyper_util::server::graceful::Watcher,
+) {
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(api::handle(app, client, req).await) }
+    });
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .max_header_list_size(limits.max_header_bytes as u32);
+    let conn = graceful.watch(builder.serve_connection(TokioIo::new(tls), svc));
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+    }
+}
 
 /// Serves until `shutdown` completes, then stops accepting and gives
 /// in-flight requests `shutdown_timeout` to finish.
@@ -129,8 +250,19 @@ pub async fn run(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let timeout = limits.shutdown_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let limits = Arc::new(limits);
+    let limits = Arc::new(Limits {
+        http1: crate::http1::Limits {
+            idle_timeout: limits.idle_timeout,
+            request_timeout: limits.request_timeout,
+            max_header_bytes: limits.max_header_bytes,
+            max_header_count: limits.max_header_count,
+            max_body_bytes: limits.max_body_bytes,
+        },
+        server: limits,
+    });
+    let (h1_shutdown, h1_stop) = tokio::sync::watch::channel(false);
     // Who a verified chain is: the identity read from the leaf, its grants
     // and the chain's earliest notAfter are a pure function of the chain
     // and the configuration, so the connections that present one chain
@@ -164,105 +296,36 @@ pub async fn run(
         let stats = stats.clone();
         let clients = clients.clone();
         let watcher = graceful.watcher();
+        let h1_stop = h1_stop.clone();
+        // Each phase's future is boxed: the task itself stays small, and a
+        // connection holds only what its current phase needs (10,000
+        // waiting watchers cost 10,000 of these).
         tokio::spawn(async move {
             let _permit = permit;
             let _open = OpenConnection::new(&stats);
-            let tls =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        let reason = handshake_reason(&e);
-                        stats.count_reason(reason);
-                        tracing::debug!(%peer, reason, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                        stats.count_reason("timeout");
-                        tracing::debug!(%peer, reason = "timeout", "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
-                // The verifier requires a certificate; never serve without one.
-                return;
+            // Neither the handshake's state nor the TLS stream stays in
+            // this task: the accepted stream moves into the boxed serving
+            // future within one statement.
+            let accepted = crate::http1::boxed(handshake(
+                acceptor, tcp, peer, &app, &clients, &limits, &stats,
+            ));
+            let (conn, expiry) = match accepted.await {
+                Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_stop),
+                None => return,
             };
-            let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
-            let client = clients.get_or_make(&chain_key(chain), || {
-                let issuers: Vec<&[u8]> = chain[1..]
-                    .iter()
-                    .map(|c| c.as_ref())
-                    .chain(app.client_cas.iter().map(Vec::as_slice))
-                    .collect();
-                let identity = Identity::from_leaf(leaf, &issuers);
-                // The connection's authority ends with the first
-                // certificate of its chain to expire.
-                let not_after = chain
-                    .iter()
-                    .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
-                    .map(|(_, c)| c.validity().not_after.timestamp())
-                    .min();
-                let grants = app.policy.shared_grants(&identity);
-                Client {
-                    identity,
-                    grants,
-                    not_after,
-                }
-            });
-            let not_after = client.not_after;
-            tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
-            let svc = service_fn(move |req| {
-                let app = app.clone();
-                let client = client.clone();
-                async move { Ok::<_, Infallible>(api::handle(app, client, req).await) }
-            });
-            // The protocol is the one ALPN agreed on (HTTP/2 only by ALPN,
-            // as etcd): no sniffing of the first bytes, no rewind buffer.
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            // The connection's authority ends with its certificate.
-            let expiry = not_after
-                .map(|t| {
-                    let left = t
-                        .saturating_mul(1_000_000_000)
-                        .saturating_sub(crate::store::now_nanos());
-                    std::time::Duration::from_nanos(left.max(0) as u64)
-                })
-                .unwrap_or(std::time::Duration::MAX)
-                .min(std::time::Duration::from_secs(u32::MAX as u64));
-            let io = TokioIo::new(tls);
-            if h2 {
-                let mut builder = http2::Builder::new(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .max_concurrent_streams(limits.max_streams_per_connection)
-                    .max_header_list_size(limits.max_header_bytes as u32);
-                let conn = watcher.watch(builder.serve_connection(io, svc));
-                until_expiry(conn, expiry, peer).await;
-            } else {
-                let mut builder = http1::Builder::new();
-                if limits.max_header_count != HYPER_DEFAULT_MAX_HEADERS {
-                    // Setting it costs an initialized header array per
-                    // request; hyper's default is the same limit without it.
-                    builder.max_headers(limits.max_header_count);
-                }
-                builder
-                    .timer(TokioTimer::new())
-                    .keep_alive(true)
-                    // hyper runs this timer while a keep-alive connection
-                    // waits for its next request too, so it is the idle
-                    // timeout as well.
-                    .header_read_timeout(limits.idle_timeout)
-                    .max_buf_size(limits.max_header_bytes.max(8192) + 65536);
-                let conn = watcher.watch(builder.serve_connection(io, svc));
-                until_expiry(conn, expiry, peer).await;
-            }
+            until_expiry(conn, expiry, peer).await;
         });
     }
     drop(listener);
-    let timeout = limits.shutdown_timeout;
+    drop(h1_stop);
+    // HTTP/1.1 connections finish their answer in flight and end their
+    // watches; HTTP/2 ones are told by hyper.
+    let _ = h1_shutdown.send(true);
+    let both = async {
+        tokio::join!(graceful.shutdown(), h1_shutdown.closed());
+    };
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = both => {}
         () = tokio::time::sleep(timeout) => {
             tracing::warn!("shutdown timeout reached with requests still in flight");
         }

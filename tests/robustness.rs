@@ -812,3 +812,324 @@ async fn client_certificate_from_another_ca_is_refused() {
     assert_refused(&s, Some(&lookalike)).await;
     s.assert_alive().await;
 }
+
+// HTTP/1.1 framing, served by keygate's own connection code
+// (src/http1.rs): bodies by length or chunked, 100-continue, pipelining,
+// HTTP/1.0, strict refusal of ambiguous framing, timeouts.
+
+/// Reads from `tls` until `buf` holds `n` complete answers (each with a
+/// Content-Length body), or the server closes.
+async fn read_answers(
+    tls: &mut TlsStream<TcpStream>,
+    n: usize,
+) -> Vec<(u16, Vec<(String, String)>, String)> {
+    let mut raw = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Split off every complete answer.
+        loop {
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            let Some(head_end) = text.find("\r\n\r\n") else {
+                break;
+            };
+            let (status, headers, _) = parse_raw(&text[..head_end + 4]);
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map(|(_, v)| v.parse().unwrap())
+                .expect("content-length");
+            if raw.len() < head_end + 4 + len {
+                break;
+            }
+            let body = String::from_utf8_lossy(&raw[head_end + 4..head_end + 4 + len]).into_owned();
+            raw.drain(..head_end + 4 + len);
+            out.push((status, headers, body));
+        }
+        if out.len() >= n {
+            return out;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk))
+            .await
+            .expect("no answer within 10 s");
+        match read {
+            Ok(0) | Err(_) => return out,
+            Ok(k) => raw.extend_from_slice(&chunk[..k]),
+        }
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_request_bodies_are_read_whole() {
+    let mut s = Server::start("").await;
+    // Two data chunks (one with an extension), then a trailer.
+    let raw = raw_exchange(
+        &s,
+        b"PUT /v2/keys/chunked HTTP/1.1\r\nHost: localhost\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          6;ext=1\r\nvalue=\r\n5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
+    )
+    .await;
+    let (status, headers, body) = parse_raw(&raw);
+    assert_eq!(status, 201, "{raw:?}");
+    assert_eq!(header(&headers, "connection"), Some("close"), "{raw:?}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["node"]["value"], "hello", "{raw:?}");
+    let mut c = s.client().await;
+    let r = c.req("GET", "/v2/keys/chunked", None).await;
+    assert_eq!(r.json()["node"]["value"], "hello", "{r:?}");
+    s.assert_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_or_bad_framing_is_refused_and_writes_nothing() {
+    let mut s = Server::start("").await;
+    for (what, request) in [
+        (
+            "Content-Length and Transfer-Encoding",
+            "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nvalue=x\r\n0\r\n\r\n",
+        ),
+        (
+            "a coding keygate does not know",
+            "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "two different lengths",
+            "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\nvalue=xx",
+        ),
+        (
+            "a length that is not a number",
+            "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 7x\r\n\r\nvalue=x",
+        ),
+        (
+            "a chunk size that is not hex",
+            "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nvalue=x\r\n0\r\n\r\n",
+        ),
+        (
+            "a chunk without its CRLF",
+            "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nvalue=xXX0\r\n\r\n",
+        ),
+        ("not HTTP", "HELLO\r\n\r\n"),
+        ("a space in a header name", "GET /v2/keys/sentinel HTTP/1.1\r\nBad Header: x\r\n\r\n"),
+    ] {
+        let raw = raw_exchange(&s, request.as_bytes()).await;
+        let (status, headers, body) = parse_raw(&raw);
+        assert_eq!(status, 400, "{what}: {raw:?}");
+        assert_eq!(header(&headers, "connection"), Some("close"), "{what}: {raw:?}");
+        assert_eq!(body.trim_end(), "400 Bad Request", "{what}: {raw:?}");
+    }
+    let mut c = s.client().await;
+    let r = c.req("GET", "/v2/keys/smuggled", None).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(
+        r.header("x-etcd-index"),
+        Some("1"),
+        "nothing was written: {r:?}"
+    );
+    s.assert_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_gets_its_interim_answer() {
+    let mut s = Server::start("").await;
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    tls.write_all(
+        b"PUT /v2/keys/expect HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 7\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut interim))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    tls.write_all(b"value=x").await.unwrap();
+    let answers = read_answers(&mut tls, 1).await;
+    assert_eq!(answers[0].0, 201, "{answers:?}");
+    // A body over the limit is refused without asking for it.
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    tls.write_all(
+        b"PUT /v2/keys/expect HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answers = read_answers(&mut tls, 1).await;
+    assert_eq!(answers[0].0, 413, "{answers:?}");
+    assert_eq!(
+        header(&answers[0].1, "connection"),
+        Some("close"),
+        "{answers:?}"
+    );
+    s.assert_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let mut s = Server::start("").await;
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    // Three requests in one write, the second with a body; the third
+    // arrives byte by byte across records.
+    tls.write_all(
+        b"GET /v2/keys/sentinel HTTP/1.1\r\nHost: x\r\n\r\n\
+          PUT /v2/keys/piped HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\nvalue=p",
+    )
+    .await
+    .unwrap();
+    for b in b"GET /v2/keys/piped HTTP/1.1\r\nHost: x\r\n\r\n" {
+        tls.write_all(&[*b]).await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    let answers = read_answers(&mut tls, 3).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 201, 200], "{answers:?}");
+    assert!(answers[0].2.contains("\"alive\""), "{answers:?}");
+    assert!(answers[2].2.contains("\"value\":\"p\""), "{answers:?}");
+    s.assert_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_0_closes_unless_kept_alive() {
+    let mut s = Server::start("").await;
+    let raw = raw_exchange(&s, b"GET /v2/keys/sentinel HTTP/1.0\r\n\r\n").await;
+    let (status, headers, body) = parse_raw(&raw);
+    assert_eq!(status, 200, "{raw:?}");
+    assert_eq!(header(&headers, "connection"), Some("close"), "{raw:?}");
+    assert!(body.contains("\"alive\""), "{raw:?}");
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    let req = b"GET /v2/keys/sentinel HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    tls.write_all(req).await.unwrap();
+    tls.write_all(req).await.unwrap();
+    let answers = read_answers(&mut tls, 2).await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(
+        header(&answers[0].1, "connection"),
+        Some("keep-alive"),
+        "{answers:?}"
+    );
+    s.assert_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed() {
+    let mut s = Server::start("idle_timeout = \"1s\"\nrequest_timeout = \"2s\"").await;
+    // Idle after an answer: closed after idle_timeout.
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /v2/keys/sentinel HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answers(&mut tls, 1).await[0].0, 200);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
+        .await
+        .expect("an idle connection was not closed");
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    // A head that never ends: closed after request_timeout, though bytes
+    // keep trickling in under the idle timeout.
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..20 {
+        if tls.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut b = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(500), tls.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "a request head that never ended was not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    s.assert_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_pipelined_behind_a_watch_is_answered_after_it() {
+    let mut s = Server::start("").await;
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /v2/keys/w?wait=true HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The watch's head comes at once.
+    let mut head = Vec::new();
+    while !String::from_utf8_lossy(&head).contains("\r\n\r\n") {
+        let mut b = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut b))
+            .await
+            .expect("no watch head")
+            .unwrap();
+        assert!(n > 0);
+        head.extend_from_slice(&b[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).contains("transfer-encoding: chunked"),
+        "{head:?}"
+    );
+    tls.write_all(b"GET /v2/keys/sentinel HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = s.client().await;
+    assert_eq!(
+        c.req("PUT", "/v2/keys/w", Some("value=1")).await.status,
+        201
+    );
+    // The event, the end of the chunked body, then the pipelined answer.
+    let mut raw = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&raw).contains("\"alive\"") && Instant::now() < deadline {
+        let mut b = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&b[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let event = text.find("\"action\":\"set\"").expect("the event");
+    let end = text
+        .find("\r\n0\r\n\r\n")
+        .expect("the end of the chunked body");
+    let next = text.find("HTTP/1.1 200 OK").expect("the pipelined answer");
+    assert!(event < end && end < next, "{text:?}");
+    s.assert_alive().await;
+}

@@ -1,0 +1,783 @@
+//! HTTP/1.1 server connections, written for this API.
+//!
+//! hyper serves HTTP/2; HTTP/1.1 is served here because a gateway's
+//! connections are mostly idle keep-alives and waiting watches, and what a
+//! connection holds while it waits is what 10,000 of them cost. This
+//! connection owns no read buffer: request heads are parsed straight from
+//! the TLS layer's decrypted record (a head split across records is
+//! gathered in a buffer that is freed again), and each answer is written
+//! as one buffer, one TLS record and one system call, then freed. A one-shot
+//! watch sends its event and the end of its chunked body together.
+//!
+//! Framing is strict: `Content-Length` or chunked `Transfer-Encoding`
+//! (never both), no obs-fold, bounded head, chunk lines and body; any
+//! violation answers 400 and closes, as a request smuggling defence.
+
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Body;
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::api::{self, App, Client};
+use crate::body::ApiBody;
+
+/// The limits of one connection (from `[server]`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Waiting for the first byte of the next request.
+    pub idle_timeout: Duration,
+    /// From a request's first byte until its answer is produced.
+    pub request_timeout: Duration,
+    /// Request headers, all together (name + value + 4 per header).
+    pub max_header_bytes: usize,
+    /// Request headers, counted.
+    pub max_header_count: usize,
+    /// Request body.
+    pub max_body_bytes: usize,
+}
+
+impl Limits {
+    /// The whole head (request line, headers, line ends) may not exceed
+    /// this: the header limit plus room for a long request line.
+    fn max_head(&self) -> usize {
+        self.max_header_bytes + 65536
+    }
+}
+
+/// Longest chunk-size or trailer line of a chunked request body.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Why a connection stops before its next request.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The client closed, or the connection failed.
+    Gone,
+    /// Malformed or ambiguous framing: 400, then close.
+    BadRequest,
+    /// A head over the limits: 431, then close.
+    HeadTooLarge,
+    /// A body over `max_body_bytes`: 413 etcd-style, then close.
+    BodyTooLarge,
+}
+
+impl From<io::Error> for Stop {
+    fn from(_: io::Error) -> Stop {
+        Stop::Gone
+    }
+}
+
+impl Stop {
+    /// The answer to send before closing, if any.
+    fn answer(self, limits: &Limits) -> Option<Response<ApiBody>> {
+        let resp = match self {
+            Stop::Gone => return None,
+            Stop::BadRequest => api::plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
+            Stop::HeadTooLarge => api::headers_too_large(),
+            Stop::BodyTooLarge => return Some(api::body_too_large(limits.max_body_bytes)),
+        };
+        Some(api::close(resp))
+    }
+}
+
+/// Serves HTTP/1.1 requests on `io` until the client leaves, a request
+/// asks to close, a limit is hit, or `shutdown` turns true (in-flight
+/// answers finish; a waiting watch ends its body cleanly).
+///
+/// Not an `async fn`: an async fn's future would hold the connection
+/// twice (its argument, and the local rebound from it; rust-lang/rust
+/// #62958), and every waiting watch pays for the connection's size.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<S>(
+    mut io: S,
+    app: Arc<App>,
+    client: Arc<Client>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncBufRead + AsyncWrite + Unpin + Send,
+{
+    async move {
+        // Bytes of the next request read past the previous one (pipelining,
+        // or a head split across TLS records).
+        let mut carry: Vec<u8> = Vec::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let req = match next_request(&mut io, &mut carry, &limits, &mut shutdown).await {
+                Ok(Some(req)) => req,
+                Ok(None) => break,
+                Err(stop) => {
+                    let Some(resp) = stop.answer(&limits) else {
+                        break;
+                    };
+                    let w = boxed(write_response(&mut io, resp, Version::HTTP_11, false, true));
+                    if w.await {
+                        boxed(linger(&mut io)).await;
+                    }
+                    break;
+                }
+            };
+            let version = req.version();
+            let is_head = req.method() == Method::HEAD;
+            let mut close = wants_close(&req);
+            let answer = Box::pin(api::answer(&app, &client, req));
+            let resp = match tokio::time::timeout(limits.request_timeout, answer).await {
+                Ok(resp) => resp,
+                Err(_) => break,
+            };
+            close |= resp
+                .headers()
+                .get(CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+            let stream = matches!(resp.body(), ApiBody::Watch(_));
+            // An HTTP/1.0 client has no chunked encoding: a streamed body ends
+            // with the connection.
+            close |= stream && version == Version::HTTP_10;
+            close |= *shutdown.borrow();
+            // Boxed, as reading is: the connection's own future stays small.
+            let ok = if stream && !is_head {
+                let w = boxed(write_stream(
+                    &mut io,
+                    resp,
+                    version,
+                    close,
+                    &mut carry,
+                    &limits,
+                    &mut shutdown,
+                ));
+                w.await
+            } else {
+                let w = boxed(write_response(&mut io, resp, version, is_head, close));
+                w.await
+            };
+            if !ok || close {
+                break;
+            }
+            if carry.is_empty() {
+                // Nothing pending: give the buffer back while the connection
+                // waits.
+                carry = Vec::new();
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    }
+}
+
+/// Closes after an error answer without resetting the connection: the
+/// client may still be sending a body keygate will not read (a 413), and
+/// closing with unread bytes would make the kernel send a reset that can
+/// destroy the answer before the client reads it. So: our side of the
+/// connection is shut down, then what still comes is read and dropped, for
+/// at most 2 s and 16 MiB.
+async fn linger<S>(io: &mut S)
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + Duration::from_secs(2);
+    if tokio::time::timeout_at(deadline, io.shutdown())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut drained = 0usize;
+    while drained < 16 << 20 {
+        match tokio::time::timeout_at(deadline, io.fill_buf()).await {
+            Ok(Ok(b)) if !b.is_empty() => {
+                let n = b.len();
+                drained += n;
+                Pin::new(&mut *io).consume(n);
+            }
+            _ => break,
+        }
+    }
+}
+
+/// A future on the heap. Made in a function of its own so that the caller's
+/// future never holds the unboxed one (rustc keeps a temporary's storage
+/// in the caller's state until the end of its statement, past the await).
+#[inline(never)]
+pub(crate) fn boxed<F: Future>(f: F) -> Pin<Box<F>> {
+    Box::pin(f)
+}
+
+/// Whether the request asks for the connection to close after its answer.
+fn wants_close<B>(req: &Request<B>) -> bool {
+    let has = |token: &str| {
+        req.headers().get_all(CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if req.version() == Version::HTTP_10 {
+        !has("keep-alive")
+    } else {
+        has("close")
+    }
+}
+
+/// Reads the next request: head and whole body. `None`: the client left
+/// (or went idle past `idle_timeout`, or shutdown began) between requests.
+async fn next_request<S>(
+    io: &mut S,
+    carry: &mut Vec<u8>,
+    limits: &Limits,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Request<Bytes>>, Stop>
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    if carry.is_empty() {
+        // Idle: wait for the first byte, the idle timeout or shutdown.
+        let first = tokio::select! {
+            r = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_fill_buf(cx).map_ok(|b| b.is_empty())) => r,
+            _ = tokio::time::sleep(limits.idle_timeout) => return Ok(None),
+            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+        };
+        match first {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return Ok(None),
+        }
+    }
+    let deadline = Instant::now() + limits.request_timeout;
+    // Boxed: a waiting connection does not carry the reading state.
+    let read = boxed(read_request(io, carry, limits));
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(Stop::Gone),
+    }
+}
+
+/// A parsed head: what the request needs, owned.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// Parses a complete head from `buf`; `Ok(None)` when more bytes are
+/// needed. Returns the head and its length.
+fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, Stop> {
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let count = limits.max_header_count.min(slots.len());
+    let mut req = httparse::Request::new(&mut slots[..count]);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head() {
+                return Err(Stop::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(Stop::HeadTooLarge),
+        Err(_) => return Err(Stop::BadRequest),
+    };
+    if len > limits.max_head() {
+        return Err(Stop::HeadTooLarge);
+    }
+    let method = req
+        .method
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(Stop::BadRequest)?;
+    let uri = req
+        .path
+        .and_then(|p| Uri::from_maybe_shared(Bytes::copy_from_slice(p.as_bytes())).ok())
+        .ok_or(Stop::BadRequest)?;
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Stop::BadRequest)?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| Stop::BadRequest)?;
+        headers.append(name, value);
+    }
+    Ok(Some((
+        Head {
+            method,
+            uri,
+            version,
+            headers,
+        },
+        len,
+    )))
+}
+
+/// How the request body is framed.
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+}
+
+fn framing(head: &Head) -> Result<Framing, Stop> {
+    let te = &head.headers.get_all(TRANSFER_ENCODING);
+    if te.iter().next().is_some() {
+        if head.version == Version::HTTP_10 || head.headers.contains_key(CONTENT_LENGTH) {
+            return Err(Stop::BadRequest);
+        }
+        // The last coding must be chunked, and keygate knows no other.
+        let mut codings = te
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let all_chunked = codings.all(|t| t.eq_ignore_ascii_case("chunked"));
+        let count = te
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .filter(|t| !t.trim().is_empty())
+            .count();
+        if !all_chunked || count != 1 {
+            return Err(Stop::BadRequest);
+        }
+        return Ok(Framing::Chunked);
+    }
+    let mut length = None;
+    for v in head.headers.get_all(CONTENT_LENGTH) {
+        for part in v.to_str().map_err(|_| Stop::BadRequest)?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Stop::BadRequest);
+            }
+            let n: u64 = part.parse().map_err(|_| Stop::BadRequest)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Stop::BadRequest);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        None | Some(0) => Framing::None,
+        Some(n) => Framing::Length(usize::try_from(n).unwrap_or(usize::MAX)),
+    })
+}
+
+/// Reads one whole request (head and body).
+async fn read_request<S>(
+    io: &mut S,
+    carry: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<Request<Bytes>, Stop>
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    // The head: straight from the decrypted record when it holds all of it.
+    let head = loop {
+        if !carry.is_empty() {
+            if let Some((head, len)) = parse_head(carry, limits)? {
+                carry.drain(..len);
+                break head;
+            }
+        } else {
+            let buf = fill(io).await?;
+            if let Some((head, len)) = parse_head(buf, limits)? {
+                Pin::new(&mut *io).consume(len);
+                break head;
+            }
+        }
+        let buf = fill(io).await?;
+        let n = buf.len();
+        carry.extend_from_slice(buf);
+        Pin::new(&mut *io).consume(n);
+    };
+    let framing = framing(&head)?;
+    let body = match framing {
+        Framing::None => Bytes::new(),
+        Framing::Length(n) if n > limits.max_body_bytes => return Err(Stop::BodyTooLarge),
+        Framing::Length(n) => {
+            continue_if_expected(io, &head).await?;
+            let mut body = Vec::with_capacity(n);
+            take_from_carry(carry, &mut body, n);
+            while body.len() < n {
+                let buf = fill(io).await?;
+                let take = buf.len().min(n - body.len());
+                body.extend_from_slice(&buf[..take]);
+                Pin::new(&mut *io).consume(take);
+            }
+            Bytes::from(body)
+        }
+        Framing::Chunked => {
+            continue_if_expected(io, &head).await?;
+            read_chunked(io, carry, limits).await?
+        }
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method;
+    *req.uri_mut() = head.uri;
+    *req.version_mut() = head.version;
+    *req.headers_mut() = head.headers;
+    Ok(req)
+}
+
+fn take_from_carry(carry: &mut Vec<u8>, out: &mut Vec<u8>, want: usize) {
+    let take = carry.len().min(want.saturating_sub(out.len()));
+    out.extend_from_slice(&carry[..take]);
+    carry.drain(..take);
+}
+
+/// `Expect: 100-continue` on HTTP/1.1: tell the client to send the body.
+async fn continue_if_expected<S>(io: &mut S, head: &Head) -> Result<(), Stop>
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let expects = head
+        .headers
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects && head.version == Version::HTTP_11 {
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+/// The next decrypted bytes; the client closing mid-request is `Gone`.
+async fn fill<S>(io: &mut S) -> Result<&[u8], Stop>
+where
+    S: AsyncBufRead + Unpin,
+{
+    match io.fill_buf().await? {
+        [] => Err(Stop::Gone),
+        b => Ok(b),
+    }
+}
+
+/// Reads one byte-oriented piece of a chunked body: from `carry` first,
+/// then from the connection.
+struct ChunkReader<'a, S> {
+    io: &'a mut S,
+    carry: &'a mut Vec<u8>,
+}
+
+impl<S: AsyncBufRead + AsyncWrite + Unpin> ChunkReader<'_, S> {
+    /// A line without its CRLF (at most `MAX_CHUNK_LINE` bytes).
+    async fn line(&mut self) -> Result<Vec<u8>, Stop> {
+        let mut line = Vec::new();
+        loop {
+            let (chunk, from_carry) = if self.carry.is_empty() {
+                (fill(self.io).await?, false)
+            } else {
+                (&self.carry[..], true)
+            };
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            line.extend_from_slice(&chunk[..take]);
+            if from_carry {
+                self.carry.drain(..take);
+            } else {
+                Pin::new(&mut *self.io).consume(take);
+            }
+            if line.len() > MAX_CHUNK_LINE {
+                return Err(Stop::BadRequest);
+            }
+            if done {
+                if line.len() < 2 || line[line.len() - 2] != b'\r' {
+                    return Err(Stop::BadRequest);
+                }
+                line.truncate(line.len() - 2);
+                return Ok(line);
+            }
+        }
+    }
+
+    /// Exactly `n` bytes appended to `out`.
+    async fn exact(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), Stop> {
+        let want = out.len() + n;
+        take_from_carry(self.carry, out, want);
+        while out.len() < want {
+            let buf = fill(self.io).await?;
+            let take = buf.len().min(want - out.len());
+            out.extend_from_slice(&buf[..take]);
+            Pin::new(&mut *self.io).consume(take);
+        }
+        Ok(())
+    }
+}
+
+async fn read_chunked<S>(io: &mut S, carry: &mut Vec<u8>, limits: &Limits) -> Result<Bytes, Stop>
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let mut r = ChunkReader { io, carry };
+    let mut body = Vec::new();
+    loop {
+        let line = r.line().await?;
+        let size = line.split(|&b| b == b';').next().unwrap_or_default();
+        let size = std::str::from_utf8(size).map_err(|_| Stop::BadRequest)?;
+        let size = size.trim_matches(|c| c == ' ' || c == '\t');
+        if size.is_empty() || size.len() > 15 || !size.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Stop::BadRequest);
+        }
+        let size = usize::from_str_radix(size, 16).map_err(|_| Stop::BadRequest)?;
+        if size == 0 {
+            // Trailers, ignored, up to the empty line.
+            let mut trailer_bytes = 0;
+            loop {
+                let t = r.line().await?;
+                if t.is_empty() {
+                    return Ok(Bytes::from(body));
+                }
+                trailer_bytes += t.len();
+                if trailer_bytes > limits.max_header_bytes {
+                    return Err(Stop::HeadTooLarge);
+                }
+            }
+        }
+        if body.len() + size > limits.max_body_bytes {
+            return Err(Stop::BodyTooLarge);
+        }
+        r.exact(&mut body, size).await?;
+        let mut crlf = Vec::with_capacity(2);
+        r.exact(&mut crlf, 2).await?;
+        if crlf != b"\r\n" {
+            return Err(Stop::BadRequest);
+        }
+    }
+}
+
+/// Encodes the status line and headers. `length`: the Content-Length to
+/// send when the response has none (`None`: chunked, or no framing at all
+/// for HTTP/1.0).
+fn encode_head(
+    out: &mut Vec<u8>,
+    resp: &Response<ApiBody>,
+    version: Version,
+    length: Option<usize>,
+    close: bool,
+) {
+    let status = resp.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in resp.headers() {
+        if name == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !resp.headers().contains_key(CONTENT_LENGTH) {
+        match length {
+            Some(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            None if version == Version::HTTP_11 => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n")
+            }
+            None => {}
+        }
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    if !resp.headers().contains_key(DATE) {
+        out.extend_from_slice(b"date: ");
+        date::append(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a whole response in one piece.
+async fn write_response<S>(
+    io: &mut S,
+    resp: Response<ApiBody>,
+    version: Version,
+    is_head: bool,
+    close: bool,
+) -> bool
+where
+    S: AsyncWrite + Unpin,
+{
+    let body = match resp.body() {
+        ApiBody::Full(b) => b.clone().unwrap_or_default(),
+        ApiBody::Watch(_) => Bytes::new(),
+    };
+    let mut out = Vec::with_capacity(256 + if is_head { 0 } else { body.len() });
+    let length = match resp.body() {
+        ApiBody::Full(_) => Some(body.len()),
+        // A watch answered to HEAD: its headers, no body.
+        ApiBody::Watch(_) => Some(0),
+    };
+    encode_head(&mut out, &resp, version, length, close);
+    if !is_head {
+        out.extend_from_slice(&body);
+    }
+    io.write_all(&out).await.is_ok() && io.flush().await.is_ok()
+}
+
+/// What a waiting watch wakes up for.
+enum Wake {
+    Frame(Option<Bytes>),
+    ClientGone,
+    Shutdown,
+}
+
+/// Writes a streamed (watch) response: the head at once, then each event
+/// as it comes, until the body ends, the client leaves or shutdown.
+async fn write_stream<S>(
+    io: &mut S,
+    resp: Response<ApiBody>,
+    version: Version,
+    close: bool,
+    carry: &mut Vec<u8>,
+    limits: &Limits,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let chunked = version == Version::HTTP_11;
+    let mut out = Vec::with_capacity(256);
+    encode_head(&mut out, &resp, version, None, close);
+    let mut body = resp.into_body();
+    if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+        return false;
+    }
+    drop(out);
+    // While the watch waits, the connection is read too: to notice the
+    // client leaving (which ends the watch) and to keep what it pipelines.
+    let mut reading = true;
+    let mut stopping = std::pin::pin!(shutdown.wait_for(|s| *s));
+    loop {
+        let wake = std::future::poll_fn(|cx: &mut Context<'_>| {
+            if let Poll::Ready(f) = Pin::new(&mut body).poll_frame(cx) {
+                let data = f.and_then(|f| f.ok()).and_then(|f| f.into_data().ok());
+                return Poll::Ready(Wake::Frame(data));
+            }
+            while reading {
+                match Pin::new(&mut *io).poll_fill_buf(cx) {
+                    Poll::Ready(Ok([])) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Wake::ClientGone)
+                    }
+                    Poll::Ready(Ok(b)) => {
+                        let n = b.len();
+                        carry.extend_from_slice(b);
+                        Pin::new(&mut *io).consume(n);
+                        if carry.len() > limits.max_head() {
+                            // Enough kept: read no more until the watch ends.
+                            reading = false;
+                        }
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if stopping.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            Poll::Pending
+        })
+        .await;
+        let mut out = Vec::new();
+        let stopped = matches!(wake, Wake::Shutdown);
+        let end = match wake {
+            Wake::ClientGone => return false,
+            Wake::Shutdown => true,
+            Wake::Frame(None) => true,
+            Wake::Frame(Some(data)) => {
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    out.reserve(data.len() + 32);
+                    let _ = write!(out, "{:x}\r\n", data.len());
+                    out.extend_from_slice(&data);
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                // A one-shot watch ends with its event: send both at once.
+                body.is_end_stream()
+            }
+        };
+        if end && chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if !out.is_empty() && (io.write_all(&out).await.is_err() || io.flush().await.is_err()) {
+            return false;
+        }
+        if end {
+            return chunked && !stopped;
+        }
+    }
+}
+
+/// The `Date` header, formatted once a second.
+mod date {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static CACHE: RefCell<(i64, [u8; 29])> = const { RefCell::new((i64::MIN, [0; 29])) };
+    }
+
+    /// Appends the current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+    pub(super) fn append(out: &mut Vec<u8>) {
+        let now = crate::store::now_nanos().div_euclid(1_000_000_000);
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != now {
+                c.1 = format(now);
+                c.0 = now;
+            }
+            out.extend_from_slice(&c.1);
+        });
+    }
+
+    fn format(secs: i64) -> [u8; 29] {
+        let t = time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let s = format!(
+            "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+            DAYS[t.weekday().number_days_from_monday() as usize],
+            t.day(),
+            MONTHS[u8::from(t.month()) as usize - 1],
+            t.year(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        let mut b = [b' '; 29];
+        let n = s.len().min(29);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        b
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn imf_fixdate() {
+            assert_eq!(&super::format(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+            assert_eq!(&super::format(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

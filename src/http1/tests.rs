@@ -1,0 +1,134 @@
+use super::*;
+
+fn limits() -> Limits {
+    Limits {
+        idle_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        max_header_bytes: 16384,
+        max_header_count: 100,
+        max_body_bytes: 64,
+    }
+}
+
+/// Reads one request from `input` (as decrypted bytes would arrive).
+fn read(input: &[u8]) -> Result<(Request<Bytes>, Vec<u8>), u16> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        client.write_all(input).await.unwrap();
+        drop(client);
+        let mut io = tokio::io::BufReader::with_capacity(7, server);
+        let mut carry = Vec::new();
+        match read_request(&mut io, &mut carry, &limits()).await {
+            Ok(req) => {
+                let mut rest = carry;
+                io.read_to_end(&mut rest).await.unwrap();
+                Ok((req, rest))
+            }
+            Err(stop) => Err(stop.answer(&limits()).map_or(0, |r| r.status().as_u16())),
+        }
+    })
+}
+
+use tokio::io::AsyncReadExt;
+
+#[test]
+fn heads_split_across_reads_are_gathered() {
+    // The reader hands out 7 bytes at a time.
+    let (req, rest) = read(b"GET /v2/keys/a?x=1 HTTP/1.1\r\nHost: h\r\nA: b\r\n\r\nNEXT").unwrap();
+    assert_eq!(req.method(), Method::GET);
+    assert_eq!(req.uri().path(), "/v2/keys/a");
+    assert_eq!(req.uri().query(), Some("x=1"));
+    assert_eq!(req.headers()["a"], "b");
+    assert_eq!(req.version(), Version::HTTP_11);
+    assert_eq!(rest, b"NEXT");
+}
+
+#[test]
+fn bodies_by_length_and_chunked() {
+    let (req, rest) = read(b"PUT /k HTTP/1.1\r\nContent-Length: 7\r\n\r\nvalue=xGET").unwrap();
+    assert_eq!(req.body().as_ref(), b"value=x");
+    assert_eq!(rest, b"GET");
+    let (req, rest) =
+        read(b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nval\r\n4;e=1\r\nue=x\r\n0\r\nT: 1\r\n\r\nGET")
+            .unwrap();
+    assert_eq!(req.body().as_ref(), b"value=x");
+    assert_eq!(rest, b"GET");
+}
+
+#[test]
+fn framing_errors() {
+    let cases: [(&[u8], u16); 9] = [
+        (
+            b"PUT /k HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (
+            b"PUT /k HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (
+            b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            400,
+        ),
+        (b"PUT /k HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\nab", 400),
+        (b"PUT /k HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"PUT /k HTTP/1.1\r\nContent-Length: 65\r\n\r\n", 413),
+        (
+            b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n",
+            413,
+        ),
+        (
+            b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n",
+            400,
+        ),
+        // The client leaves mid-body.
+        (b"PUT /k HTTP/1.1\r\nContent-Length: 9\r\n\r\nab", 0),
+    ];
+    for (input, want) in cases {
+        let got = read(input).map(|_| ()).unwrap_err();
+        assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
+    }
+}
+
+#[test]
+fn head_limits() {
+    let many: String = (0..101).map(|i| format!("H{i}: v\r\n")).collect();
+    let input = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    assert_eq!(read(input.as_bytes()).map(|_| ()).unwrap_err(), 431);
+    let long = format!("GET / HTTP/1.1\r\nA: {}", "x".repeat(90_000));
+    assert_eq!(read(long.as_bytes()).map(|_| ()).unwrap_err(), 431);
+}
+
+#[test]
+fn close_is_read_from_the_request() {
+    let req = |v: Version, c: Option<&str>| {
+        let mut r = Request::new(());
+        *r.version_mut() = v;
+        if let Some(c) = c {
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_str(c).unwrap());
+        }
+        wants_close(&r)
+    };
+    assert!(!req(Version::HTTP_11, None));
+    assert!(req(Version::HTTP_11, Some("Close")));
+    assert!(req(Version::HTTP_11, Some("te, close")));
+    assert!(req(Version::HTTP_10, None));
+    assert!(!req(Version::HTTP_10, Some("keep-alive")));
+}
+
+/// What a connection holds while it waits is what 10,000 watchers cost:
+/// keep the connection's own future small (the TLS stream comes on top).
+#[test]
+fn a_waiting_connection_stays_small() {
+    fn size_of_return<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    type Io = tokio::io::BufReader<tokio::io::DuplexStream>;
+    let size = size_of_return(serve::<Io>);
+    assert!(size <= 2048, "serve's future is {size} bytes");
+}
