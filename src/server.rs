@@ -70,19 +70,6 @@ pub fn handshake_reason(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// The SHA-256 of a presented chain: the key under which its connections
-/// share the [`Client`] read from it.
-fn chain_key(chain: &[rustls::pki_types::CertificateDer<'_>]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for c in chain {
-        ctx.update(&(c.len() as u64).to_le_bytes());
-        ctx.update(c);
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(ctx.finish().as_ref());
-    key
-}
-
 /// Counts a connection as open while it lives.
 struct OpenConnection(Arc<ListenerStats>);
 
@@ -150,27 +137,30 @@ async fn handshake(
     // The verifier requires a certificate; never serve without one.
     let chain = tls.get_ref().1.peer_certificates()?;
     let leaf = chain.first()?;
-    let client = clients.get_or_make(&chain_key(chain), || {
-        let issuers: Vec<&[u8]> = chain[1..]
-            .iter()
-            .map(|c| c.as_ref())
-            .chain(app.client_cas.iter().map(Vec::as_slice))
-            .collect();
-        let identity = Identity::from_leaf(leaf, &issuers);
-        // The connection's authority ends with the first certificate of
-        // its chain to expire.
-        let not_after = chain
-            .iter()
-            .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
-            .map(|(_, c)| c.validity().not_after.timestamp())
-            .min();
-        let grants = app.policy.shared_grants(&identity);
-        Client {
-            identity,
-            grants,
-            not_after,
-        }
-    });
+    let client = clients.get_or_make(
+        &crate::tls::chain_key(chain[0].as_ref(), &chain[1..]),
+        || {
+            let issuers: Vec<&[u8]> = chain[1..]
+                .iter()
+                .map(|c| c.as_ref())
+                .chain(app.client_cas.iter().map(Vec::as_slice))
+                .collect();
+            let identity = Identity::from_leaf(leaf, &issuers);
+            // The connection's authority ends with the first certificate of
+            // its chain to expire.
+            let not_after = chain
+                .iter()
+                .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .min();
+            let grants = app.policy.shared_grants(&identity);
+            Client {
+                identity,
+                grants,
+                not_after,
+            }
+        },
+    );
     tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
     Some((tls, client))
 }
