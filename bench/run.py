@@ -143,6 +143,8 @@ class Server:
             )
             f.write(self.config_extra or ADMIN_POLICY)
         self.config = config
+        if self.kind == "bare":
+            return [KGBENCH, "bare-server", "--config", config]
         return [KEYGATE, "serve", "--config", config]
 
     def start(self):
@@ -290,14 +292,22 @@ def scenario_get(a):
     etcd = Server("etcd", "etcd").fresh().start()
     kg = Server("keygate", "keygate").fresh().start()
     kga = Server("keygate", "keygate-audit", audit=True).fresh().start()
+    # The ceiling: hyper + rustls with keygate's TLS settings answering a
+    # fixed 200 (no routing, no store, no policy), measured the same way.
+    bare = Server("bare", "bare-hyper-rustls").fresh().start()
     for s in (etcd, kg, kga):
         seed_one(s)
     for conns in (1, 64):
-        servers = [etcd, kg] + ([kga] if conns == 64 else [])
+        servers = [etcd, kg] + ([kga, bare] if conns == 64 else [])
         res = interleaved(servers, a.rounds, lambda s: load(s, conns, a.secs))
         RESULTS[f"get_c{conns}"] = res
         table_load(f"GET one key, {conns} connection{'s' if conns > 1 else ''}", res)
-    for s in (etcd, kg, kga):
+        if conns == 64:
+            rate = lambda name: med([r["requests_per_sec"] for r in res[name]])
+            say(f"keygate / ceiling: {rate('keygate') / rate('bare-hyper-rustls'):.2f}; "
+                f"ceiling / etcd: {rate('bare-hyper-rustls') / rate('etcd'):.2f}x")
+            say()
+    for s in (etcd, kg, kga, bare):
         s.stop()
 
 
