@@ -253,7 +253,7 @@ fn write_tree(
     now: i64,
 ) {
     struct Frame<'a> {
-        iter: imbl::ordmap::Iter<'a, Arc<str>, Arc<Node>>,
+        iter: imbl::ordmap::Iter<'a, super::tree::Name, Arc<Node>>,
         key: String,
         node: &'a Node,
         first: bool,

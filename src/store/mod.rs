@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::v2::error::{self as code, EtcdError};
 use event::{Action, Event, NodeRepr};
-use tree::{components, lookup, Kind, Lookup, Node};
+use tree::{components, lookup, Kind, Lookup, Name, Node};
 pub use watch::{Hub, Interest, Started, WatchGuard};
 
 /// Unix time in nanoseconds, from the wall clock (expirations are wall
@@ -149,7 +149,7 @@ pub fn apply_mutation(root: &mut Arc<Node>, m: &Mutation) {
                 None => Node::dir(*created, *expiration),
             };
             node.modified = *modified;
-            make_dirs(root, parent, *created).insert(Arc::from(name), Arc::new(node));
+            make_dirs(root, parent, *created).insert(Name::new(name), Arc::new(node));
         }
         Mutation::Touch {
             key,
@@ -872,7 +872,7 @@ impl Writer {
             value: node.value_str().map(|v| v.to_string()),
         });
         let children = make_dirs(&mut self.root, parent, next);
-        children.insert(Arc::from(name), Arc::new(node));
+        children.insert(Name::new(name), Arc::new(node));
         if let Some(e) = expire {
             self.ttls.insert((e, key.to_string(), next));
         }
@@ -1101,7 +1101,7 @@ fn make_dirs<'a>(root: &'a mut Arc<Node>, path: &str, index: u64) -> &'a mut tre
             unreachable!("just made a directory")
         };
         let child = children
-            .entry(Arc::from(comp))
+            .entry(Name::new(comp))
             .or_insert_with(|| Arc::new(Node::dir(index, None)));
         cur = Arc::make_mut(child);
     }
@@ -1119,7 +1119,7 @@ fn node_mut<'a>(root: &'a mut Arc<Node>, key: &str) -> &'a mut Node {
     let (parent, name) = split_parent(key);
     let children = make_dirs(root, parent, 0);
     let child = children
-        .entry(Arc::from(name))
+        .entry(Name::new(name))
         .or_insert_with(|| Arc::new(Node::dir(0, None)));
     Arc::make_mut(child)
 }

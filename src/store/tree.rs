@@ -8,8 +8,13 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+/// The name of a child: inline when short (most are), so that copying a
+/// directory's map along a written path clones names without atomic
+/// reference counts, and lookups compare names without a pointer chase.
+pub type Name = smol_str::SmolStr;
+
 /// Children of a directory, sorted by name.
-pub type Children = OrdMap<Arc<str>, Arc<Node>>;
+pub type Children = OrdMap<Name, Arc<Node>>;
 
 /// One key or directory.
 #[derive(Clone, Debug)]
@@ -184,11 +189,11 @@ mod tests {
                     if let Kind::Dir(c) = &mut d.kind {
                         for i in 0..ITERATIVE_DROP_MAX_CHILDREN {
                             c.insert(
-                                Arc::from(format!("k{i}")),
+                                Name::new(format!("k{i}")),
                                 Arc::new(Node::value(1, Arc::from("v"), None)),
                             );
                         }
-                        c.insert(Arc::from("next"), Arc::new(node));
+                        c.insert(Name::new("next"), Arc::new(node));
                     }
                     node = d;
                 }
