@@ -1133,3 +1133,57 @@ async fn a_request_pipelined_behind_a_watch_is_answered_after_it() {
     assert!(event < end && end < next, "{text:?}");
     s.assert_alive().await;
 }
+
+// SPEC §6: SIGTERM stops accepting, finishes what is in flight, ends
+// watches cleanly, makes the store durable and exits 0 — without waiting
+// for `shutdown_timeout` when only watches are open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_waiting_watches_cleanly_and_exits_0() {
+    let mut s = Server::start("shutdown_timeout = \"30s\"").await;
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /v2/keys/w?wait=true HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    while !String::from_utf8_lossy(&raw).contains("\r\n\r\n") {
+        let mut b = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut b))
+            .await
+            .expect("no watch head")
+            .unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&b[..n]);
+    }
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &s.kg.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The watch's body ends (the last chunk), then the connection closes.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
+        .await
+        .expect("the watch was not ended at shutdown");
+    raw.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.ends_with("\r\n0\r\n\r\n"), "{text:?}");
+    let code = loop {
+        if let Some(code) = s.kg.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "keygate did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(code.success(), "{code:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

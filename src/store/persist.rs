@@ -793,7 +793,9 @@ mod tests {
             key: format!("/d{}/k{i}", i % 7),
             created: i,
             modified: i,
-            expiration: i.is_multiple_of(5).then_some(4_000_000_000_000_000_000 + i as i64),
+            expiration: i
+                .is_multiple_of(5)
+                .then_some(4_000_000_000_000_000_000 + i as i64),
             value: Some(format!("value {i} \"quoted\" \u{e9}")),
         }
     }
