@@ -160,7 +160,11 @@ where
                 w.await
             } else {
                 let w = boxed(write_response(&mut io, resp, version, is_head, close));
-                w.await
+                // A client that does not read its answer holds no
+                // connection past request_timeout.
+                tokio::time::timeout(limits.request_timeout, w)
+                    .await
+                    .unwrap_or(false)
             };
             if !ok || close {
                 break;

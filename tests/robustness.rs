@@ -1187,3 +1187,36 @@ async fn sigterm_ends_waiting_watches_cleanly_and_exits_0() {
         started.elapsed()
     );
 }
+
+// request_timeout bounds answering too: a client that pipelines requests
+// and never reads the answers does not hold its connection for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_cut_off() {
+    let mut s = Server::start("request_timeout = \"1s\"\nidle_timeout = \"60s\"").await;
+    let mut c = s.client().await;
+    let big = format!("value={}", "b".repeat(1 << 20));
+    assert_eq!(c.req("PUT", "/v2/keys/big", Some(&big)).await.status, 201);
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    let request = b"GET /v2/keys/big HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut sent = 0;
+    for _ in 0..64 {
+        // Our own writes may block too once the server stops reading.
+        match tokio::time::timeout(Duration::from_millis(500), tls.write_all(request)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut answers = 0usize;
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut all)).await;
+    let text = String::from_utf8_lossy(&all);
+    answers += text.matches("HTTP/1.1 200 OK").count();
+    assert!(
+        answers < sent,
+        "all {sent} answers arrived ({answers}): the connection was not cut off"
+    );
+    s.assert_alive().await;
+}
