@@ -80,7 +80,7 @@ pub async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return body_too_large(app.max_body_bytes),
     };
-    answer(&app, &client, Request::from_parts(parts, body)).await
+    route_whole(&app, &client, Request::from_parts(parts, body)).await
 }
 
 /// Answers a request whose whole body has been read (the HTTP/1.1
@@ -89,6 +89,12 @@ pub async fn answer(app: &App, client: &Client, req: Request<Bytes>) -> Response
     if let Some(refused) = refuse_head(app, &req) {
         return refused;
     }
+    route_whole(app, client, req).await
+}
+
+/// Routes a request that passed [`refuse_head`]; HEAD answers as GET
+/// without the body.
+async fn route_whole(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
     let head = req.method() == Method::HEAD;
     let resp = route(app, client, req).await;
     if head {

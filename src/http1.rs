@@ -329,24 +329,18 @@ enum Framing {
 }
 
 fn framing(head: &Head) -> Result<Framing, Stop> {
-    let te = &head.headers.get_all(TRANSFER_ENCODING);
+    let te = head.headers.get_all(TRANSFER_ENCODING);
     if te.iter().next().is_some() {
         if head.version == Version::HTTP_10 || head.headers.contains_key(CONTENT_LENGTH) {
             return Err(Stop::BadRequest);
         }
-        // The last coding must be chunked, and keygate knows no other.
-        let mut codings = te
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("\u{0}").split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        let all_chunked = codings.all(|t| t.eq_ignore_ascii_case("chunked"));
-        let count = te
-            .iter()
-            .flat_map(|v| v.to_str().unwrap_or("").split(','))
-            .filter(|t| !t.trim().is_empty())
-            .count();
-        if !all_chunked || count != 1 {
+        // Exactly one coding, chunked: keygate knows no other.
+        let mut codings = Vec::new();
+        for v in te {
+            let v = v.to_str().map_err(|_| Stop::BadRequest)?;
+            codings.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()));
+        }
+        if !matches!(codings[..], [c] if c.eq_ignore_ascii_case("chunked")) {
             return Err(Stop::BadRequest);
         }
         return Ok(Framing::Chunked);

@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-
 use crate::api::{self, App, Client};
 use crate::config::Server as ServerLimits;
 use crate::identity::Identity;
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
 /// Counters of the listener.
 #[derive(Default, Debug)]
@@ -137,30 +137,27 @@ async fn handshake(
     // The verifier requires a certificate; never serve without one.
     let chain = tls.get_ref().1.peer_certificates()?;
     let leaf = chain.first()?;
-    let client = clients.get_or_make(
-        &crate::tls::chain_key(chain[0].as_ref(), &chain[1..]),
-        || {
-            let issuers: Vec<&[u8]> = chain[1..]
-                .iter()
-                .map(|c| c.as_ref())
-                .chain(app.client_cas.iter().map(Vec::as_slice))
-                .collect();
-            let identity = Identity::from_leaf(leaf, &issuers);
-            // The connection's authority ends with the first certificate of
-            // its chain to expire.
-            let not_after = chain
-                .iter()
-                .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
-                .map(|(_, c)| c.validity().not_after.timestamp())
-                .min();
-            let grants = app.policy.shared_grants(&identity);
-            Client {
-                identity,
-                grants,
-                not_after,
-            }
-        },
-    );
+    let client = clients.get_or_make(&crate::tls::chain_key(leaf.as_ref(), &chain[1..]), || {
+        let issuers: Vec<&[u8]> = chain[1..]
+            .iter()
+            .map(|c| c.as_ref())
+            .chain(app.client_cas.iter().map(Vec::as_slice))
+            .collect();
+        let identity = Identity::from_leaf(leaf, &issuers);
+        // The connection's authority ends with the first certificate of
+        // its chain to expire.
+        let not_after = chain
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
+            .map(|(_, c)| c.validity().not_after.timestamp())
+            .min();
+        let grants = app.policy.shared_grants(&identity);
+        Client {
+            identity,
+            grants,
+            not_after,
+        }
+    });
     tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
     Some((tls, client))
 }
@@ -257,8 +254,9 @@ pub async fn run(
     // and the chain's earliest notAfter are a pure function of the chain
     // and the configuration, so the connections that present one chain
     // share them instead of parsing the certificates (and checking the
-    // leaf's signature to name its issuer) at every handshake. rustls still
-    // verifies every chain in full (trust, validity, CRLs) first.
+    // leaf's signature to name its issuer) at every handshake. The chain
+    // was verified first (`tls::CachingVerifier`: in full, or recognised
+    // as verified before and within its validity).
     let clients: Arc<crate::weakmap::WeakMap<[u8; 32], Client>> = Arc::default();
     tokio::pin!(shutdown);
     loop {
