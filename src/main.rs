@@ -1,8 +1,3 @@
-/// mimalloc: about half the cost of glibc's allocator on keygate's
-/// request paths (see Cargo.toml).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     // Everything runs on a thread whose stack can drop any tree the store
     // may hold (see `keygate::store::tree::STACK_BYTES`).
