@@ -36,7 +36,8 @@ use crate::body::ApiBody;
 pub struct Limits {
     /// Waiting for the first byte of the next request.
     pub idle_timeout: Duration,
-    /// From a request's first byte until its answer is produced.
+    /// From a request's first byte until its answer is produced; and
+    /// again for writing a whole answer (a watch's events excepted).
     pub request_timeout: Duration,
     /// Request headers, all together (name + value + 4 per header).
     pub max_header_bytes: usize,
