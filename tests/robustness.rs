@@ -1079,16 +1079,15 @@ async fn idle_and_slow_connections_are_closed() {
     s.assert_alive().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_pipelined_behind_a_watch_is_answered_after_it() {
-    let mut s = Server::start("").await;
+/// A raw HTTP/1.1 watch on `path`, with its head read (a watch sends its
+/// head at once): the connection and the bytes read so far.
+async fn open_watch(s: &Server, path: &str) -> (TlsStream<TcpStream>, Vec<u8>) {
     let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
         .await
         .unwrap();
-    tls.write_all(b"GET /v2/keys/w?wait=true HTTP/1.1\r\nHost: x\r\n\r\n")
+    tls.write_all(format!("GET {path}?wait=true HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    // The watch's head comes at once.
     let mut head = Vec::new();
     while !String::from_utf8_lossy(&head).contains("\r\n\r\n") {
         let mut b = [0u8; 1024];
@@ -1099,6 +1098,13 @@ async fn a_request_pipelined_behind_a_watch_is_answered_after_it() {
         assert!(n > 0);
         head.extend_from_slice(&b[..n]);
     }
+    (tls, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_pipelined_behind_a_watch_is_answered_after_it() {
+    let mut s = Server::start("").await;
+    let (mut tls, head) = open_watch(&s, "/v2/keys/w").await;
     assert!(
         String::from_utf8_lossy(&head).contains("transfer-encoding: chunked"),
         "{head:?}"
@@ -1140,22 +1146,7 @@ async fn a_request_pipelined_behind_a_watch_is_answered_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_waiting_watches_cleanly_and_exits_0() {
     let mut s = Server::start("shutdown_timeout = \"30s\"").await;
-    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
-        .await
-        .unwrap();
-    tls.write_all(b"GET /v2/keys/w?wait=true HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    while !String::from_utf8_lossy(&raw).contains("\r\n\r\n") {
-        let mut b = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut b))
-            .await
-            .expect("no watch head")
-            .unwrap();
-        assert!(n > 0);
-        raw.extend_from_slice(&b[..n]);
-    }
+    let (mut tls, mut raw) = open_watch(&s, "/v2/keys/w").await;
     let started = Instant::now();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &s.kg.child.id().to_string()])
