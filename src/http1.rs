@@ -611,17 +611,13 @@ async fn write_response<S>(
 where
     S: AsyncWrite + Unpin,
 {
+    // A watch here is one answered to HEAD: its headers, no body.
     let body = match resp.body() {
         ApiBody::Full(b) => b.clone().unwrap_or_default(),
         ApiBody::Watch(_) => Bytes::new(),
     };
     let mut out = Vec::with_capacity(256 + if is_head { 0 } else { body.len() });
-    let length = match resp.body() {
-        ApiBody::Full(_) => Some(body.len()),
-        // A watch answered to HEAD: its headers, no body.
-        ApiBody::Watch(_) => Some(0),
-    };
-    encode_head(&mut out, &resp, version, length, close);
+    encode_head(&mut out, &resp, version, Some(body.len()), close);
     if !is_head {
         out.extend_from_slice(&body);
     }
