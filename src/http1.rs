@@ -36,8 +36,8 @@ use crate::body::ApiBody;
 pub struct Limits {
     /// Waiting for the first byte of the next request.
     pub idle_timeout: Duration,
-    /// From a request's first byte until its answer is produced; and
-    /// again for writing a whole answer (a watch's events excepted).
+    /// From a request's first byte until its whole answer is written (a
+    /// watch: until its head is written).
     pub request_timeout: Duration,
     /// Request headers, all together (name + value + 4 per header).
     pub max_header_bytes: usize,
@@ -112,11 +112,13 @@ where
         // Bytes of the next request read past the previous one (pipelining,
         // or a head split across TLS records).
         let mut carry: Vec<u8> = Vec::new();
+        let mut deadline = Deadline::new(&limits);
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let req = match next_request(&mut io, &mut carry, &limits, &mut shutdown).await {
+            let next = next_request(&mut io, &mut carry, &limits, &mut shutdown, &mut deadline);
+            let req = match next.await {
                 Ok(Some(req)) => req,
                 Ok(None) => break,
                 Err(stop) => {
@@ -134,9 +136,9 @@ where
             let is_head = req.method() == Method::HEAD;
             let mut close = wants_close(&req);
             let answer = Box::pin(api::answer(&app, &client, req));
-            let resp = match tokio::time::timeout(limits.request_timeout, answer).await {
-                Ok(resp) => resp,
-                Err(_) => break,
+            let resp = match deadline.bound(answer).await {
+                Some(resp) => resp,
+                None => break,
             };
             close |= resp
                 .headers()
@@ -162,10 +164,8 @@ where
             } else {
                 let w = boxed(write_response(&mut io, resp, version, is_head, close));
                 // A client that does not read its answer holds no
-                // connection past request_timeout.
-                tokio::time::timeout(limits.request_timeout, w)
-                    .await
-                    .unwrap_or(false)
+                // connection past the request's deadline.
+                deadline.bound(w).await.unwrap_or(false)
             };
             if !ok || close {
                 break;
@@ -240,15 +240,18 @@ async fn next_request<S>(
     carry: &mut Vec<u8>,
     limits: &Limits,
     shutdown: &mut watch::Receiver<bool>,
+    deadline: &mut Deadline,
 ) -> Result<Option<Request<Bytes>>, Stop>
 where
     S: AsyncBufRead + AsyncWrite + Unpin,
 {
     if carry.is_empty() {
         // Idle: wait for the first byte, the idle timeout or shutdown.
+        deadline.set(Instant::now() + limits.idle_timeout);
         let first = tokio::select! {
+            biased;
             r = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_fill_buf(cx).map_ok(|b| b.is_empty())) => r,
-            _ = tokio::time::sleep(limits.idle_timeout) => return Ok(None),
+            _ = deadline.passed() => return Ok(None),
             _ = shutdown.wait_for(|s| *s) => return Ok(None),
         };
         match first {
@@ -256,12 +259,70 @@ where
             Ok(true) | Err(_) => return Ok(None),
         }
     }
-    let deadline = Instant::now() + limits.request_timeout;
+    // One deadline from the request's first byte until its answer is
+    // written.
+    deadline.set(Instant::now() + limits.request_timeout);
     // Boxed: a waiting connection does not carry the reading state.
     let read = boxed(read_request(io, carry, limits));
-    match tokio::time::timeout_at(deadline, read).await {
-        Ok(r) => r.map(Some),
-        Err(_) => Err(Stop::Gone),
+    match deadline.bound(read).await {
+        Some(r) => r.map(Some),
+        None => Err(Stop::Gone),
+    }
+}
+
+/// A connection's one timer, for its idle and request deadlines.
+///
+/// Moving a deadline does not touch the timer: the timer is armed at most
+/// `step` (the shorter of the two timeouts) ahead, and when it fires early
+/// it is re-armed toward the current deadline. Every deadline is set at
+/// least `step` ahead of its moment, so the timer never fires late; a busy
+/// connection pays for a clock read per request instead of registering
+/// and cancelling timers.
+struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Instant,
+    step: Duration,
+}
+
+impl Deadline {
+    fn new(limits: &Limits) -> Deadline {
+        let step = limits.idle_timeout.min(limits.request_timeout);
+        let at = Instant::now() + step;
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            at,
+            step,
+        }
+    }
+
+    /// Moves the deadline to `at`.
+    fn set(&mut self, at: Instant) {
+        self.at = at;
+        if at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Completes once the deadline has passed.
+    async fn passed(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let now = Instant::now();
+            if now >= self.at {
+                return;
+            }
+            let next = self.at.min(now + self.step);
+            self.sleep.as_mut().reset(next);
+        }
+    }
+
+    /// `f`'s output, or `None` if the deadline passes first.
+    async fn bound<F: Future>(&mut self, f: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = f => Some(out),
+            _ = self.passed() => None,
+        }
     }
 }
 

@@ -1211,3 +1211,58 @@ async fn a_client_that_does_not_read_is_cut_off() {
     );
     s.assert_alive().await;
 }
+
+// request_timeout is one deadline from a request's first byte until its
+// answer is written: a slow head and a slow reader together exceed it,
+// though each alone stays under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_deadline_spans_reading_and_writing() {
+    let mut s = Server::start("request_timeout = \"2s\"\nidle_timeout = \"60s\"").await;
+    let mut c = s.client().await;
+    // An answer larger than the socket buffers, so writing it waits for
+    // the client to read.
+    let big = format!("value={}", "b".repeat(1 << 20));
+    for i in 0..8 {
+        let path = format!("/v2/keys/big/{i}");
+        assert_eq!(c.req("PUT", &path, Some(&big)).await.status, 201);
+    }
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    // The head takes 1.5 s to arrive.
+    tls.write_all(b"GET /v2/keys/big?recursive=true HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tls.write_all(b"X-Slow: 1\r\n").await.unwrap();
+        tls.flush().await.unwrap();
+    }
+    tls.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    tls.flush().await.unwrap();
+    // The client reads only 1.2 s later: 2.7 s after the first byte, 1.2 s
+    // after the head.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut all)).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK"),
+        "{:?}",
+        &text[..text.len().min(200)]
+    );
+    let head_end = text.find("\r\n\r\n").unwrap() + 4;
+    let length: usize = text[..head_end]
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        all.len() - head_end < length,
+        "the whole answer ({length} bytes) arrived: the deadline was not kept"
+    );
+    s.assert_alive().await;
+}
