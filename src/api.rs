@@ -1,6 +1,8 @@
 //! The HTTP API: routing on the raw path, the keys request path
 //! (parse → policy → backend → encode) and the endpoints beside the keys.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -80,27 +82,58 @@ pub async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return body_too_large(app.max_body_bytes),
     };
-    route_whole(&app, &client, Request::from_parts(parts, body)).await
+    route_whole(&app, &client, Request::from_parts(parts, body))
+        .resolve()
+        .await
+}
+
+/// An answer: at once, or once a write has committed.
+// Ready is the common case and lives on the stack briefly: boxing it would
+// cost every read an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Answer<'a> {
+    /// Answered without waiting (reads, watches set up, errors).
+    Ready(Response<ApiBody>),
+    /// A write: answered once it is durable.
+    Later(Pin<Box<dyn Future<Output = Response<ApiBody>> + Send + 'a>>),
+}
+
+impl Answer<'_> {
+    /// The response, waiting for it if need be.
+    pub async fn resolve(self) -> Response<ApiBody> {
+        match self {
+            Answer::Ready(r) => r,
+            Answer::Later(f) => f.await,
+        }
+    }
+}
+
+impl From<Response<ApiBody>> for Answer<'_> {
+    fn from(r: Response<ApiBody>) -> Self {
+        Answer::Ready(r)
+    }
 }
 
 /// Answers a request whose whole body has been read (the HTTP/1.1
 /// connection reads it itself, within `max_body_bytes`).
-pub async fn answer(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
+///
+/// Synchronous up to a write's commit: a read costs its connection no
+/// future of its own.
+pub fn answer<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
     if let Some(refused) = refuse_head(app, &req) {
-        return refused;
+        return refused.into();
     }
-    route_whole(app, client, req).await
+    route_whole(app, client, req)
 }
 
 /// Routes a request that passed [`refuse_head`]; HEAD answers as GET
 /// without the body.
-async fn route_whole(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
+fn route_whole<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
     let head = req.method() == Method::HEAD;
-    let resp = route(app, client, req).await;
-    if head {
-        strip_body(resp)
-    } else {
-        resp
+    match route(app, client, req) {
+        Answer::Ready(resp) if head => strip_body(resp).into(),
+        Answer::Later(f) if head => Answer::Later(Box::pin(async move { strip_body(f.await) })),
+        answer => answer,
     }
 }
 
@@ -152,14 +185,20 @@ fn strip_body(resp: Response<ApiBody>) -> Response<ApiBody> {
     Response::from_parts(parts, ApiBody::empty())
 }
 
-async fn route(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
+fn route<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
     if req.method() == Method::OPTIONS {
-        return Response::new(ApiBody::empty());
+        return Response::new(ApiBody::empty()).into();
     }
     let path = req.uri().path();
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
-        return keys(app, client, req).await;
+        return keys(app, client, req);
     }
+    route_other(app, client, &req).into()
+}
+
+/// The endpoints beside the keys.
+fn route_other(app: &App, client: &Client, req: &Request<Bytes>) -> Response<ApiBody> {
+    let path = req.uri().path();
     let method = req.method().clone();
     let get = method == Method::GET;
     let get_or_head = get || method == Method::HEAD;
@@ -257,7 +296,7 @@ fn stats(app: &App, path: &str) -> String {
     }
 }
 
-async fn keys(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBody> {
+fn keys<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
     let (parts, body) = req.into_parts();
     let rest = &parts.uri.path()["/v2/keys".len()..];
     let key = match key_path(rest) {
@@ -267,16 +306,16 @@ async fn keys(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBo
                 loc.push('?');
                 loc.push_str(q);
             }
-            return redirect(&parts.method, &loc);
+            return redirect(&parts.method, &loc).into();
         }
-        KeyPath::BadEscape => return plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
+        KeyPath::BadEscape => return plain(StatusCode::BAD_REQUEST, "400 Bad Request").into(),
         KeyPath::NotUtf8 => {
             let mut r = etcd_error(&EtcdError::request(
                 code::INVALID_FIELD,
                 "key is not valid UTF-8",
             ));
             cluster_header(app, &mut r);
-            return r;
+            return r.into();
         }
     };
     let method = match parts.method {
@@ -285,7 +324,7 @@ async fn keys(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBo
         Method::PUT => KeysMethod::Put,
         Method::POST => KeysMethod::Post,
         Method::DELETE => KeysMethod::Delete,
-        _ => return method_not_allowed("HEAD,GET,PUT,POST,DELETE"),
+        _ => return method_not_allowed("HEAD,GET,PUT,POST,DELETE").into(),
     };
     let mut form = Form::default();
     let mut form_err = None;
@@ -312,14 +351,25 @@ async fn keys(app: &App, client: &Client, req: Request<Bytes>) -> Response<ApiBo
                 resp
             }
             Decision::Allow(req) => {
-                let resp = serve_keys(app, client, &req).await;
+                let method = req.get().method();
+                if method.is_write() {
+                    // Answered once durable: everything it needs moves into
+                    // the future.
+                    return Answer::Later(Box::pin(async move {
+                        let mut resp = write_keys(app, &req, method).await;
+                        audit(app, client, req.get(), Some(req.basis()), resp.status());
+                        cluster_header(app, &mut resp);
+                        resp
+                    }));
+                }
+                let resp = serve_read(app, client, &req);
                 audit(app, client, req.get(), Some(req.basis()), resp.status());
                 resp
             }
         },
     };
     cluster_header(app, &mut resp);
-    resp
+    resp.into()
 }
 
 /// One audit line per decision (SPEC §6), as structured fields.
@@ -380,9 +430,9 @@ fn is_form(headers: &hyper::HeaderMap) -> bool {
         })
 }
 
-/// Runs an allowed keys request against the embedded store, answering as
-/// if the store held only the client's view.
-async fn serve_keys(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
+/// Runs an allowed read (or watch) against the embedded store, answering
+/// as if the store held only the client's view.
+fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
     let grants = req.grants();
     let filtered = req.enforced();
     let traverse = matches!(req.basis(), Basis::Traverse);
@@ -423,7 +473,8 @@ async fn serve_keys(app: &App, client: &Client, req: &Permitted<KeysRequest>) ->
                 }
             }
         }
-        KeysMethod::Get | KeysMethod::Head => match store.get(&req_ref.key, req_ref.recursive) {
+        // A plain read.
+        _ => match store.get(&req_ref.key, req_ref.recursive) {
             Ok((body, index)) => keys_response(StatusCode::OK, index, ApiBody::full(body)),
             Err(e) => {
                 let inside = e.cause.as_deref().is_some_and(|c| grants.can_read(c));
@@ -444,70 +495,76 @@ async fn serve_keys(app: &App, client: &Client, req: &Permitted<KeysRequest>) ->
                 }
             }
         },
-        method => {
-            let r = req_ref.clone();
-            let can_read = !filtered || grants.can_read(&r.key);
-            let keep_value = can_read || !r.refresh;
-            let allowed_by = match req.basis() {
-                Basis::Prefix { prefix, .. } => Some(prefix.clone()),
-                _ => None,
+    }
+}
+
+/// Runs an allowed write against the embedded store.
+async fn write_keys(
+    app: &App,
+    req: &Permitted<KeysRequest>,
+    method: KeysMethod,
+) -> Response<ApiBody> {
+    let grants = req.grants();
+    let filtered = req.enforced();
+    let req_ref = req.get();
+    let store: &Store = &app.store;
+    let r = req_ref.clone();
+    let can_read = !filtered || grants.can_read(&r.key);
+    let keep_value = can_read || !r.refresh;
+    let allowed_by = match req.basis() {
+        Basis::Prefix { prefix, .. } => Some(prefix.clone()),
+        _ => None,
+    };
+    let expire = r.expiration(now_nanos());
+    let no_value = r.no_value_on_success;
+    let op = match method {
+        KeysMethod::Put => WriteOp::Put {
+            key: r.key,
+            value: r.value,
+            dir: r.dir,
+            expire,
+            refresh: r.refresh,
+            prev_exist: r.prev_exist,
+            prev_value: r.prev_value,
+            prev_index: r.prev_index,
+        },
+        KeysMethod::Post => WriteOp::Post {
+            key: r.key,
+            value: r.value,
+            dir: r.dir,
+            expire,
+        },
+        _ => WriteOp::Delete {
+            key: r.key,
+            dir: r.dir,
+            recursive: r.recursive,
+            prev_value: r.prev_value,
+            prev_index: r.prev_index,
+        },
+    };
+    match store.write(op).await {
+        Ok((event, index)) => {
+            let strip = no_value
+                && matches!(
+                    event.action,
+                    Action::Set | Action::CompareAndSwap | Action::Create | Action::Update
+                );
+            let status = if event.is_created() {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
             };
-            let expire = r.expiration(now_nanos());
-            let no_value = r.no_value_on_success;
-            let op = match method {
-                KeysMethod::Put => WriteOp::Put {
-                    key: r.key,
-                    value: r.value,
-                    dir: r.dir,
-                    expire,
-                    refresh: r.refresh,
-                    prev_exist: r.prev_exist,
-                    prev_value: r.prev_value,
-                    prev_index: r.prev_index,
-                },
-                KeysMethod::Post => WriteOp::Post {
-                    key: r.key,
-                    value: r.value,
-                    dir: r.dir,
-                    expire,
-                },
-                _ => WriteOp::Delete {
-                    key: r.key,
-                    dir: r.dir,
-                    recursive: r.recursive,
-                    prev_value: r.prev_value,
-                    prev_index: r.prev_index,
-                },
-            };
-            match store.write(op).await {
-                Ok((event, index)) => {
-                    let strip = no_value
-                        && matches!(
-                            event.action,
-                            Action::Set | Action::CompareAndSwap | Action::Create | Action::Update
-                        );
-                    let status = if event.is_created() {
-                        StatusCode::CREATED
-                    } else {
-                        StatusCode::OK
-                    };
-                    let body = event.encode_with(strip, keep_value, can_read);
-                    keys_response(status, index, ApiBody::full(body))
-                }
-                Err(mut e) => {
-                    // Never name a path above the prefix that allowed the write.
-                    if let (Some(prefix), Some(cause)) = (&allowed_by, &e.cause) {
-                        if filtered
-                            && cause.starts_with('/')
-                            && covers(cause, prefix)
-                            && cause != prefix
-                        {
-                            e.cause = Some(prefix.clone());
-                        }
-                    }
-                    etcd_error(&e)
+            let body = event.encode_with(strip, keep_value, can_read);
+            keys_response(status, index, ApiBody::full(body))
+        }
+        Err(mut e) => {
+            // Never name a path above the prefix that allowed the write.
+            if let (Some(prefix), Some(cause)) = (&allowed_by, &e.cause) {
+                if filtered && cause.starts_with('/') && covers(cause, prefix) && cause != prefix {
+                    e.cause = Some(prefix.clone());
                 }
             }
+            etcd_error(&e)
         }
     }
 }

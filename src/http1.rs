@@ -135,10 +135,12 @@ where
             let version = req.version();
             let is_head = req.method() == Method::HEAD;
             let mut close = wants_close(&req);
-            let answer = Box::pin(api::answer(&app, &client, req));
-            let resp = match deadline.bound(answer).await {
-                Some(resp) => resp,
-                None => break,
+            let resp = match api::answer(&app, &client, req) {
+                api::Answer::Ready(resp) => resp,
+                api::Answer::Later(write) => match deadline.bound(write).await {
+                    Some(resp) => resp,
+                    None => break,
+                },
             };
             close |= resp
                 .headers()

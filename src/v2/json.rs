@@ -1,45 +1,69 @@
 //! Small JSON writers that produce exactly what Go's encoder produces.
 
+/// Bytes that end a run of plain bytes in [`write_str`]: what Go escapes
+/// (`"`, `\\`, control characters, `<`, `>`, `&`) and 0xE2, the first
+/// byte of U+2028 and U+2029.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t[0xe2] = true;
+    t
+};
+
 /// Writes `s` as a JSON string the way Go's `encoding/json` does (HTML
 /// characters escaped as `\u003c` and friends).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
+    loop {
+        // Plain bytes are copied as one run.
+        while i < bytes.len() && !SPECIAL[bytes[i] as usize] {
+            i += 1;
+        }
+        if i == bytes.len() {
+            break;
+        }
         let b = bytes[i];
-        let esc: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f | b'<' | b'>' | b'&' => None,
-            0xe2 if bytes.get(i + 1) == Some(&0x80)
-                && matches!(bytes.get(i + 2), Some(0xa8) | Some(0xa9)) =>
-            {
-                // U+2028 / U+2029
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(if bytes[i + 2] == 0xa8 {
-                    b"\\u2028"
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0xe2 => {
+                // U+2028 / U+2029 are escaped; other characters starting
+                // with 0xE2 are copied.
+                if bytes.get(i + 1) == Some(&0x80)
+                    && matches!(bytes.get(i + 2), Some(0xa8) | Some(0xa9))
+                {
+                    out.extend_from_slice(if bytes[i + 2] == 0xa8 {
+                        b"\\u2028"
+                    } else {
+                        b"\\u2029"
+                    });
+                    i += 3;
                 } else {
-                    b"\\u2029"
-                });
-                i += 3;
+                    out.push(b);
+                    i += 1;
+                }
                 start = i;
                 continue;
             }
             _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        match esc {
-            Some(e) => out.extend_from_slice(e),
-            None => {
                 out.extend_from_slice(b"\\u00");
                 out.push(HEX[(b >> 4) as usize]);
                 out.push(HEX[(b & 0xf) as usize]);
@@ -53,12 +77,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes a number.
-pub fn write_u64(out: &mut Vec<u8>, n: u64) {
-    let mut buf = itoa_buf(n);
-    out.append(&mut buf);
-}
-
-fn itoa_buf(mut n: u64) -> Vec<u8> {
+pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     loop {
@@ -69,7 +88,7 @@ fn itoa_buf(mut n: u64) -> Vec<u8> {
             break;
         }
     }
-    tmp[i..].to_vec()
+    out.extend_from_slice(&tmp[i..]);
 }
 
 /// Writes a signed number.
@@ -125,6 +144,53 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "\"a\\u003cb\\u003e\\u0026\\\"\\\\\\n\\u0001\\u2028é\""
         );
+    }
+
+    /// The run-copying writer against a byte-at-a-time model of Go's
+    /// escaping, over every byte value and the characters near U+2028.
+    #[test]
+    fn escapes_every_byte_like_the_simple_model() {
+        fn model(s: &str) -> String {
+            let mut o = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '"' => o.push_str("\\\""),
+                    '\\' => o.push_str("\\\\"),
+                    '\n' => o.push_str("\\n"),
+                    '\r' => o.push_str("\\r"),
+                    '\t' => o.push_str("\\t"),
+                    '\u{2028}' => o.push_str("\\u2028"),
+                    '\u{2029}' => o.push_str("\\u2029"),
+                    c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => {
+                        o.push_str(&format!("\\u{:04x}", c as u32))
+                    }
+                    c => o.push(c),
+                }
+            }
+            o.push('"');
+            o
+        }
+        let mut samples: Vec<String> = (0u32..0x80)
+            .map(|b| format!("a{}b", char::from_u32(b).unwrap()))
+            .collect();
+        for c in [
+            '\u{2027}', '\u{2028}', '\u{2029}', '\u{202a}', '\u{2000}', '✓', 'é',
+        ] {
+            samples.push(format!("{c}"));
+            samples.push(format!("x{c}{c}y"));
+        }
+        samples.push(String::new());
+        samples.push("plain text with no escapes at all".into());
+        for s in samples {
+            let mut out = Vec::new();
+            write_str(&mut out, &s);
+            assert_eq!(String::from_utf8(out).unwrap(), model(&s), "{s:?}");
+        }
+        let mut out = Vec::new();
+        write_u64(&mut out, 0);
+        out.push(b' ');
+        write_u64(&mut out, u64::MAX);
+        assert_eq!(out, b"0 18446744073709551615");
     }
 
     #[test]

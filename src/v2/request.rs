@@ -19,6 +19,14 @@ pub enum KeysMethod {
 }
 
 impl KeysMethod {
+    /// PUT, POST or DELETE.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            KeysMethod::Put | KeysMethod::Post | KeysMethod::Delete
+        )
+    }
+
     /// The method name.
     pub fn as_str(self) -> &'static str {
         match self {
