@@ -74,6 +74,29 @@ enum Cmd {
         n: u64,
     },
     /// New connection (full handshake) per request.
+    /// Several servers loaded in turn, in short slices (A B, B A, ...),
+    /// each with its own `c` keep-alive connections: a paired comparison
+    /// in which every server sees the same machine.
+    Paired {
+        #[command(flatten)]
+        tls: Tls,
+        #[arg(long, required = true)]
+        addr: Vec<String>,
+        #[arg(long, default_value = "/v2/keys/bench/one")]
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long, default_value = "")]
+        body: String,
+        #[arg(short, default_value_t = 64)]
+        c: usize,
+        /// Seconds of load per server.
+        #[arg(short, default_value_t = 10.0)]
+        d: f64,
+        /// Seconds per slice.
+        #[arg(long, default_value_t = 0.5)]
+        slice: f64,
+    },
     Handshakes {
         #[command(flatten)]
         tls: Tls,
@@ -162,6 +185,39 @@ fn main() {
                     d: Duration::from_secs_f64(d),
                     n,
                 }),
+            )
+        }
+        Cmd::Paired {
+            tls,
+            addr,
+            path,
+            method,
+            body,
+            c,
+            d,
+            slice,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(
+                &rt,
+                paired(
+                    Load {
+                        tls,
+                        addr: String::new(),
+                        path,
+                        method,
+                        body,
+                        c,
+                        d: Duration::from_secs_f64(d),
+                        n: 0,
+                    },
+                    addr,
+                    Duration::from_secs_f64(slice),
+                ),
             )
         }
         Cmd::Handshakes {
@@ -509,6 +565,135 @@ async fn read_response<R: tokio::io::AsyncRead + Unpin>(
     Ok(status)
 }
 
+/// One HTTP/1.1 request, with a form body when `body` is not empty.
+fn encode_request(method: &str, path: &str, body: &str) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n");
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    req.into_bytes()
+}
+
+/// `path` with `{rand}` replaced by the next value of `rng` (xorshift).
+fn random_path(path: &str, rng: &mut u64) -> String {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    path.replace("{rand}", &format!("{:016x}", *rng))
+}
+
+/// The `paired` run: every server gets `l.c` connections, all made before
+/// the load starts; the servers take turns for `slice` each, the order
+/// reversed every other turn, until each had `l.d` of load.
+async fn paired(l: Load, addrs: Vec<String>, slice: Duration) -> String {
+    const DONE: usize = usize::MAX;
+    let connector = TlsConnector::from(client_config(&l.tls));
+    let (active_tx, active_rx) = tokio::sync::watch::channel(DONE - 1);
+    let mut tasks = Vec::new();
+    for (server, addr) in addrs.iter().enumerate() {
+        for conn in 0..l.c {
+            let tcp = TcpStream::connect(addr).await.expect("connect");
+            tcp.set_nodelay(true).expect("nodelay");
+            let name = ServerName::try_from("127.0.0.1").expect("name");
+            let mut s = connector.connect(name, tcp).await.expect("handshake");
+            let mut rx = active_rx.clone();
+            let (path, method, body) = (l.path.clone(), l.method.clone(), l.body.clone());
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (((server * l.c + conn) as u64 + 1) << 32);
+            tasks.push(tokio::task::spawn_local(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut hist = Histogram::new();
+                let mut status = std::collections::BTreeMap::<u16, u64>::new();
+                let fixed = !path.contains("{rand}");
+                let fixed_req = encode_request(&method, &path, &body);
+                let mut buf = Vec::with_capacity(16384);
+                loop {
+                    let active = *rx.borrow_and_update();
+                    if active == DONE {
+                        break;
+                    }
+                    if active != server {
+                        if rx.changed().await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    let req;
+                    let bytes = if fixed {
+                        &fixed_req
+                    } else {
+                        req = encode_request(&method, &random_path(&path, &mut rng), &body);
+                        &req
+                    };
+                    let t0 = Instant::now();
+                    if s.write_all(bytes).await.is_err() {
+                        *status.entry(0).or_default() += 1;
+                        break;
+                    }
+                    match read_response(&mut s, &mut buf).await {
+                        Ok(code) => {
+                            hist.add(t0.elapsed().as_micros() as u64);
+                            *status.entry(code).or_default() += 1;
+                        }
+                        Err(_) => {
+                            *status.entry(0).or_default() += 1;
+                            break;
+                        }
+                    }
+                }
+                (server, hist, status)
+            }));
+        }
+    }
+    let mut active_secs = vec![0.0f64; addrs.len()];
+    let turns = (l.d.as_secs_f64() / slice.as_secs_f64()).ceil().max(1.0) as usize;
+    for turn in 0..turns {
+        let order: Vec<usize> = if turn % 2 == 0 {
+            (0..addrs.len()).collect()
+        } else {
+            (0..addrs.len()).rev().collect()
+        };
+        for server in order {
+            let t = Instant::now();
+            let _ = active_tx.send(server);
+            tokio::time::sleep(slice).await;
+            active_secs[server] += t.elapsed().as_secs_f64();
+        }
+    }
+    let _ = active_tx.send(DONE);
+    let mut hists: Vec<Histogram> = addrs.iter().map(|_| Histogram::new()).collect();
+    let mut statuses = vec![std::collections::BTreeMap::<u16, u64>::new(); addrs.len()];
+    for t in tasks {
+        let (server, h, s) = t.await.expect("task");
+        hists[server].merge(&h);
+        for (k, v) in s {
+            *statuses[server].entry(k).or_default() += v;
+        }
+    }
+    let servers: Vec<serde_json::Value> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let h = &hists[i];
+            serde_json::json!({
+                "addr": addr,
+                "requests_per_sec": h.count() as f64 / active_secs[i],
+                "requests": h.count(),
+                "secs": active_secs[i],
+                "status": statuses[i],
+                "p50_ms": h.pct(0.5),
+                "p99_ms": h.pct(0.99),
+                "p999_ms": h.pct(0.999),
+            })
+        })
+        .collect();
+    serde_json::json!({ "servers": servers }).to_string()
+}
+
 async fn load(l: Load) -> String {
     use tokio::io::AsyncWriteExt;
     let connector = TlsConnector::from(client_config(&l.tls));
@@ -532,18 +717,7 @@ async fn load(l: Load) -> String {
             let mut s = connector.connect(name, tcp).await.expect("handshake");
             let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((conn as u64 + 1) << 32);
             let fixed = !path.contains("{rand}");
-            let encode = |path: &str| {
-                let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n");
-                if !body.is_empty() {
-                    req.push_str(&format!(
-                        "content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n",
-                        body.len()
-                    ));
-                }
-                req.push_str("\r\n");
-                req.push_str(&body);
-                req.into_bytes()
-            };
+            let encode = |path: &str| encode_request(&method, path, &body);
             let fixed_req = encode(&path);
             let mut buf = Vec::with_capacity(16384);
             loop {
@@ -558,10 +732,7 @@ async fn load(l: Load) -> String {
                 let bytes = if fixed {
                     &fixed_req
                 } else {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    req = encode(&path.replace("{rand}", &format!("{rng:016x}")));
+                    req = encode(&random_path(&path, &mut rng));
                     &req
                 };
                 let t0 = Instant::now();
