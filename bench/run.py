@@ -630,8 +630,9 @@ def main():
     say(f"# keygate vs {etcd_version}")
     say()
     say(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; servers on core {SERVER_CPU}, "
-        f"load generator on core {LOAD_CPU}; {a.rounds} interleaved rounds of {a.secs:.0f} s; "
-        f"median [min-max].")
+        f"load generator on core {LOAD_CPU}; {a.rounds} rounds (the authorization scenario: 5) "
+        f"of {a.secs:.0f} s of load per server, taken in half-second turns (A B, B A, ...); "
+        f"median [min-max] of the rounds.")
     say()
     for s in SCENARIOS:
         if s in a.scenarios:
