@@ -243,21 +243,24 @@ fn percent_decode(s: &[u8], plus: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        match s[i] {
-            b'%' => {
-                let h = s.get(i + 1).and_then(|c| (*c as char).to_digit(16))?;
-                let l = s.get(i + 2).and_then(|c| (*c as char).to_digit(16))?;
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
+        // Plain bytes are copied as one run.
+        let run = s[i..]
+            .iter()
+            .position(|&c| c == b'%' || (plus && c == b'+'))
+            .unwrap_or(s.len() - i);
+        out.extend_from_slice(&s[i..i + run]);
+        i += run;
+        if i == s.len() {
+            break;
+        }
+        if s[i] == b'%' {
+            let h = s.get(i + 1).and_then(|c| (*c as char).to_digit(16))?;
+            let l = s.get(i + 2).and_then(|c| (*c as char).to_digit(16))?;
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b' ');
+            i += 1;
         }
     }
     Some(out)
@@ -441,6 +444,64 @@ pub fn parse_params(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The run-copying decoder against a byte-at-a-time model, over every
+    /// string of up to 4 pieces from an alphabet of plain bytes, `+`,
+    /// good, short and bad escapes.
+    #[test]
+    fn percent_decode_agrees_with_the_simple_model() {
+        fn model(s: &[u8], plus: bool) -> Option<Vec<u8>> {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < s.len() {
+                match s[i] {
+                    b'%' => {
+                        let h = s.get(i + 1).and_then(|c| (*c as char).to_digit(16))?;
+                        let l = s.get(i + 2).and_then(|c| (*c as char).to_digit(16))?;
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                    }
+                    b'+' if plus => {
+                        out.push(b' ');
+                        i += 1;
+                    }
+                    c => {
+                        out.push(c);
+                        i += 1;
+                    }
+                }
+            }
+            Some(out)
+        }
+        let alphabet: [&[u8]; 9] = [
+            b"a",
+            b"xyz",
+            b"+",
+            b"%41",
+            b"%e2%9C%93",
+            b"%4",
+            b"%",
+            b"%zz",
+            b"\xff",
+        ];
+        let mut frontier: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut cases = frontier.clone();
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for f in &frontier {
+                for a in alphabet {
+                    next.push([f.as_slice(), a].concat());
+                }
+            }
+            cases.extend(next.iter().cloned());
+            frontier = next;
+        }
+        for c in &cases {
+            for plus in [false, true] {
+                assert_eq!(percent_decode(c, plus), model(c, plus), "{c:?} {plus}");
+            }
+        }
+    }
 
     #[test]
     fn the_fast_path_agrees_with_the_general_one() {
