@@ -604,8 +604,9 @@ impl Writer {
                 self.failed = Some(cause.clone());
                 self.root = base_root;
                 self.index = base_index;
+                // Nothing will be committed again, expiries included: an
+                // expiry left due would wake the writer for ever.
                 self.ttls.clear();
-                self.scan_ttls();
                 for (reply, _) in answers {
                     let _ = reply.send(Err(EtcdError::new(
                         code::RAFT_INTERNAL,

@@ -1,0 +1,85 @@
+//! After a failed commit the store refuses writes for good; the writer
+//! thread must then sleep, even when a key's expiry comes due (it can
+//! never be committed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::store::tree::Node;
+use keygate::store::{now_nanos, Journal, Mutation, Store, WriteOp};
+
+/// Commits the first batch, fails every one after.
+struct FailsAfterFirst(u32);
+
+impl Journal for FailsAfterFirst {
+    fn commit(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
+        self.0 += 1;
+        if self.0 == 1 {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("disk gone"))
+        }
+    }
+}
+
+fn put(key: &str, expire: Option<i64>) -> WriteOp {
+    WriteOp::Put {
+        key: key.into(),
+        value: "v".into(),
+        dir: false,
+        expire,
+        refresh: false,
+        prev_exist: None,
+        prev_value: String::new(),
+        prev_index: 0,
+    }
+}
+
+/// CPU time of this process's threads named `name`, in clock ticks.
+fn thread_ticks(name: &str) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        total += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_failed_store_does_not_spin_on_a_due_expiry() {
+    let store = Store::start(
+        Arc::new(Node::dir(0, None)),
+        0,
+        Box::new(FailsAfterFirst(0)),
+        Vec::new(),
+    );
+    // Committed: a key that expires in 200 ms.
+    let expire = now_nanos() + 200_000_000;
+    store.write(put("/ttl", Some(expire))).await.unwrap();
+    // Not committed: the store fails.
+    let e = store.write(put("/x", None)).await.unwrap_err();
+    assert_eq!(e.code, 300);
+    assert_eq!(store.failure().as_deref(), Some("disk gone"));
+    // The expiry is due from here on.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = thread_ticks("keygate-writer");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let spent = thread_ticks("keygate-writer") - before;
+    assert!(
+        spent < 20,
+        "the writer used {spent} ticks in 1 s while failed"
+    );
+    // Still failed, still answering.
+    assert_eq!(store.write(put("/y", None)).await.unwrap_err().code, 300);
+}
