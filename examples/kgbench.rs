@@ -565,6 +565,34 @@ async fn read_response<R: tokio::io::AsyncRead + Unpin>(
     Ok(status)
 }
 
+/// Sends one request and reads its answer, recording its latency and
+/// status; `false` when the connection failed (counted as status 0).
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+    hist: &mut Histogram,
+    status: &mut std::collections::BTreeMap<u16, u64>,
+) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let t0 = Instant::now();
+    if s.write_all(request).await.is_err() {
+        *status.entry(0).or_default() += 1;
+        return false;
+    }
+    match read_response(s, buf).await {
+        Ok(code) => {
+            hist.add(t0.elapsed().as_micros() as u64);
+            *status.entry(code).or_default() += 1;
+            true
+        }
+        Err(_) => {
+            *status.entry(0).or_default() += 1;
+            false
+        }
+    }
+}
+
 /// One HTTP/1.1 request, with a form body when `body` is not empty.
 fn encode_request(method: &str, path: &str, body: &str) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n");
@@ -605,7 +633,6 @@ async fn paired(l: Load, addrs: Vec<String>, slice: Duration) -> String {
             let (path, method, body) = (l.path.clone(), l.method.clone(), l.body.clone());
             let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ (((server * l.c + conn) as u64 + 1) << 32);
             tasks.push(tokio::task::spawn_local(async move {
-                use tokio::io::AsyncWriteExt;
                 let mut hist = Histogram::new();
                 let mut status = std::collections::BTreeMap::<u16, u64>::new();
                 let fixed = !path.contains("{rand}");
@@ -629,20 +656,8 @@ async fn paired(l: Load, addrs: Vec<String>, slice: Duration) -> String {
                         req = encode_request(&method, &random_path(&path, &mut rng), &body);
                         &req
                     };
-                    let t0 = Instant::now();
-                    if s.write_all(bytes).await.is_err() {
-                        *status.entry(0).or_default() += 1;
+                    if !exchange(&mut s, bytes, &mut buf, &mut hist, &mut status).await {
                         break;
-                    }
-                    match read_response(&mut s, &mut buf).await {
-                        Ok(code) => {
-                            hist.add(t0.elapsed().as_micros() as u64);
-                            *status.entry(code).or_default() += 1;
-                        }
-                        Err(_) => {
-                            *status.entry(0).or_default() += 1;
-                            break;
-                        }
                     }
                 }
                 (server, hist, status)
@@ -695,7 +710,6 @@ async fn paired(l: Load, addrs: Vec<String>, slice: Duration) -> String {
 }
 
 async fn load(l: Load) -> String {
-    use tokio::io::AsyncWriteExt;
     let connector = TlsConnector::from(client_config(&l.tls));
     let start = Instant::now();
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -735,20 +749,8 @@ async fn load(l: Load) -> String {
                     req = encode(&random_path(&path, &mut rng));
                     &req
                 };
-                let t0 = Instant::now();
-                if s.write_all(bytes).await.is_err() {
-                    *status.entry(0).or_default() += 1;
+                if !exchange(&mut s, bytes, &mut buf, &mut hist, &mut status).await {
                     break;
-                }
-                match read_response(&mut s, &mut buf).await {
-                    Ok(code) => {
-                        hist.add(t0.elapsed().as_micros() as u64);
-                        *status.entry(code).or_default() += 1;
-                    }
-                    Err(_) => {
-                        *status.entry(0).or_default() += 1;
-                        break;
-                    }
                 }
             }
             (hist, status)
