@@ -253,7 +253,7 @@ fn write_tree(
     now: i64,
 ) {
     struct Frame<'a> {
-        iter: imbl::ordmap::Iter<'a, super::tree::Name, Arc<Node>>,
+        iter: super::dirmap::Iter<'a>,
         key: String,
         node: &'a Node,
         first: bool,
@@ -357,7 +357,7 @@ impl ViewTrie {
         for comp in rest {
             if t.terminal {
                 // Covered from here on: plain existence decides.
-                let Some(c) = n.children().and_then(|c| c.get(*comp)) else {
+                let Some(c) = n.children().and_then(|c| c.get(comp)) else {
                     return depth;
                 };
                 n = c;
@@ -366,7 +366,7 @@ impl ViewTrie {
             }
             let (Some(ct), Some(cn)) = (
                 t.children.get(*comp),
-                n.children().and_then(|c| c.get(*comp)),
+                n.children().and_then(|c| c.get(comp)),
             ) else {
                 return depth;
             };
@@ -460,7 +460,7 @@ pub fn encode_bare(e: &Event) -> Vec<u8> {
 
 fn has_listed_children(node: &Node, with_hidden: bool) -> bool {
     node.children()
-        .is_some_and(|c| c.keys().any(|k| with_hidden || !is_hidden(k)))
+        .is_some_and(|c| c.iter().any(|(k, _)| with_hidden || !is_hidden(k)))
 }
 
 /// What `open_node` left open.

@@ -7,6 +7,7 @@
 //! events and the answers. Readers load the published tree without locks,
 //! so nothing uncommitted is ever visible.
 
+pub mod dirmap;
 pub mod event;
 pub mod persist;
 pub mod tree;
@@ -112,14 +113,14 @@ pub enum Mutation {
         /// Absolute expiration, Unix ns.
         expiration: Option<i64>,
         /// The value; `None` for a directory.
-        value: Option<String>,
+        value: Option<Arc<str>>,
     },
     /// A change to the node at `key` in place (children kept).
     Touch {
         /// Canonical key.
         key: String,
         /// A new value (keys only).
-        value: Option<String>,
+        value: Option<Arc<str>>,
         /// modifiedIndex after the change.
         modified: u64,
         /// Absolute expiration after the change.
@@ -145,7 +146,7 @@ pub fn apply_mutation(root: &mut Arc<Node>, m: &Mutation) {
         } => {
             let (parent, name) = split_parent(key);
             let mut node = match value {
-                Some(v) => Node::value(*created, Arc::from(v.as_str()), *expiration),
+                Some(v) => Node::value(*created, v.clone(), *expiration),
                 None => Node::dir(*created, *expiration),
             };
             node.modified = *modified;
@@ -159,7 +160,7 @@ pub fn apply_mutation(root: &mut Arc<Node>, m: &Mutation) {
         } => {
             let node = node_mut(root, key);
             if let Some(v) = value {
-                node.kind = Kind::Value(Arc::from(v.as_str()));
+                node.kind = Kind::Value(v.clone());
             }
             node.modified = *modified;
             node.expiration = *expiration;
@@ -777,6 +778,11 @@ impl Writer {
         refresh: bool,
         now: i64,
     ) -> Result<Event, EtcdError> {
+        if !refresh {
+            // `create` replacing: it checks the path as etcd does and
+            // reports the node it replaced.
+            return self.create(key, dir, value, false, true, expire, Action::Set, now);
+        }
         let existing = match self.get_node(key) {
             Ok(n) => Some(n),
             Err(e) if e.code == code::KEY_NOT_FOUND => {
@@ -870,7 +876,7 @@ impl Writer {
             created: next,
             modified: next,
             expiration: expire,
-            value: node.value_str().map(|v| v.to_string()),
+            value: node.value_str().cloned(),
         });
         let children = make_dirs(&mut self.root, parent, next);
         children.insert(Name::new(name), Arc::new(node));
@@ -904,15 +910,16 @@ impl Writer {
         let next = self.index + 1;
         let prev = NodeRepr::of(key, &n, now);
         let node = node_mut(&mut self.root, key);
-        let is_value = !node.is_dir();
+        let mut logged = None;
         if let Kind::Value(v) = &mut node.kind {
             *v = Arc::from(value.as_str());
+            logged = Some(v.clone());
             node.modified = next;
         }
         node.expiration = expire;
         self.log.push(Mutation::Touch {
             key: key.to_string(),
-            value: is_value.then(|| value.clone()),
+            value: logged,
             modified: node.modified,
             expiration: expire,
         });
@@ -954,12 +961,13 @@ impl Writer {
         let next = self.index + 1;
         let prev = NodeRepr::of(key, &n, now);
         let node = node_mut(&mut self.root, key);
-        node.kind = Kind::Value(Arc::from(value.as_str()));
+        let value: Arc<str> = Arc::from(value.as_str());
+        node.kind = Kind::Value(value.clone());
         node.modified = next;
         node.expiration = expire;
         self.log.push(Mutation::Touch {
             key: key.to_string(),
-            value: Some(value.clone()),
+            value: Some(value),
             modified: next,
             expiration: expire,
         });
@@ -1101,9 +1109,7 @@ fn make_dirs<'a>(root: &'a mut Arc<Node>, path: &str, index: u64) -> &'a mut tre
         let Kind::Dir(children) = &mut cur.kind else {
             unreachable!("just made a directory")
         };
-        let child = children
-            .entry(Name::new(comp))
-            .or_insert_with(|| Arc::new(Node::dir(index, None)));
+        let child = children.get_or_insert_with(comp, || Arc::new(Node::dir(index, None)));
         cur = Arc::make_mut(child);
     }
     if !cur.is_dir() {
@@ -1119,9 +1125,7 @@ fn make_dirs<'a>(root: &'a mut Arc<Node>, path: &str, index: u64) -> &'a mut tre
 fn node_mut<'a>(root: &'a mut Arc<Node>, key: &str) -> &'a mut Node {
     let (parent, name) = split_parent(key);
     let children = make_dirs(root, parent, 0);
-    let child = children
-        .entry(Name::new(name))
-        .or_insert_with(|| Arc::new(Node::dir(0, None)));
+    let child = children.get_or_insert_with(name, || Arc::new(Node::dir(0, None)));
     Arc::make_mut(child)
 }
 

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use imbl::OrdMap;
+use super::dirmap::DirMap;
 
 /// The name of a child: inline when short (most are), so that copying a
 /// directory's map along a written path clones names without atomic
@@ -14,7 +14,7 @@ use imbl::OrdMap;
 pub type Name = smol_str::SmolStr;
 
 /// Children of a directory, sorted by name.
-pub type Children = OrdMap<Name, Arc<Node>>;
+pub type Children = DirMap;
 
 /// One key or directory.
 #[derive(Clone, Debug)]
@@ -45,7 +45,7 @@ impl Node {
             created: index,
             modified: index,
             expiration,
-            kind: Kind::Dir(OrdMap::new()),
+            kind: Kind::Dir(DirMap::new()),
         }
     }
 
@@ -81,7 +81,7 @@ impl Node {
     }
 }
 
-/// Directories with more children than this are dropped by imbl itself.
+/// Directories with more children than this are dropped by their map itself.
 ///
 /// The iterative teardown below must look at every child, and it cannot
 /// tell whether the map's insides are shared with a newer version of the
@@ -109,12 +109,11 @@ impl Drop for Node {
         }
         let mut stack = vec![std::mem::take(children)];
         while let Some(map) = stack.pop() {
-            // imbl's consuming iterator clones the values and drops the
-            // map's own references only when the map goes: take our clones
-            // first, drop the map, then unwrap the children we alone hold
-            // (else the last reference would drop inside the map's drop,
-            // recursing once per level).
-            let kids: Vec<Arc<Node>> = map.values().cloned().collect();
+            // The map's nodes may be shared with a newer version: take our
+            // own references first, drop the map, then unwrap the children
+            // we alone hold (else the last reference would drop inside the
+            // map's drop, recursing once per level).
+            let kids: Vec<Arc<Node>> = map.iter().map(|(_, c)| c.clone()).collect();
             drop(map);
             for child in kids {
                 if let Ok(mut node) = Arc::try_unwrap(child) {
