@@ -107,7 +107,13 @@ impl DirMap {
     /// The child named `key`, made writable in this version (the nodes on
     /// its path are copied if they are shared).
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Arc<Node>> {
+        // Absent: leave the shared nodes alone.
         self.get(key)?;
+        self.get_mut_present(key)
+    }
+
+    /// [`DirMap::get_mut`] for a key known to be present.
+    fn get_mut_present(&mut self, key: &str) -> Option<&mut Arc<Node>> {
         let mut node = self.root.as_mut()?;
         loop {
             match Arc::make_mut(node) {
@@ -132,7 +138,7 @@ impl DirMap {
         if self.get(key).is_none() {
             self.insert(Name::new(key), make());
         }
-        self.get_mut(key).expect("just inserted")
+        self.get_mut_present(key).expect("present")
     }
 
     /// Inserts or replaces; returns the child it replaced.

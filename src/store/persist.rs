@@ -53,9 +53,8 @@ pub const DEFAULT_COMPACT_BYTES: u64 = 64 << 20;
 /// At a clean stop, a journal holding more than this beyond its snapshot
 /// is compacted.
 const CLOSE_COMPACT_BYTES: u64 = 1 << 20;
-/// A commit's buffers are kept for the next one up to this size.
+/// A commit's buffer is kept for the next one up to this size.
 const KEEP_BUFFER_BYTES: usize = 1 << 20;
-
 /// Snapshot records hold about this many payload bytes.
 const SNAP_CHUNK: usize = 1 << 20;
 
@@ -101,9 +100,8 @@ struct SnapRecord<'a> {
 pub struct LogJournal {
     dir: PathBuf,
     file: File,
-    /// A commit's record, and its payload.
+    /// A commit's record.
     buf: Vec<u8>,
-    payload: Vec<u8>,
     /// Bytes in the journal file.
     len: u64,
     /// Bytes of the header and base record (what compaction cannot shrink).
@@ -242,13 +240,28 @@ fn encode_batch(out: &mut Vec<u8>, index: u64, mutations: &[Mutation]) {
 }
 
 fn put_record(buf: &mut Vec<u8>, payload: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "record too large"))?;
+    put_record_with(buf, |buf| buf.extend_from_slice(payload))
+}
+
+/// Appends a record whose payload `write` appends in place; the header
+/// (magic, length, its complement, CRC) is filled in after it.
+fn put_record_with(buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+    let at = buf.len();
     buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&(!len).to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    buf.extend_from_slice(payload);
+    buf.extend_from_slice(&[0; 12]);
+    write(buf);
+    let payload = &buf[at + 16..];
+    let Ok(len) = u32::try_from(payload.len()) else {
+        buf.truncate(at);
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "record too large",
+        ));
+    };
+    let crc = crc32fast::hash(payload);
+    buf[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+    buf[at + 8..at + 12].copy_from_slice(&(!len).to_le_bytes());
+    buf[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
 
@@ -538,7 +551,6 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             dir: data_dir.to_path_buf(),
             file,
             buf: Vec::new(),
-            payload: Vec::new(),
             len: good as u64,
             base_len,
             snap_bytes: snap_len,
@@ -682,10 +694,8 @@ impl Journal for LogJournal {
         if let Some(why) = &self.broken {
             return Err(std::io::Error::other(why.clone()));
         }
-        self.payload.clear();
-        encode_batch(&mut self.payload, index, mutations);
         self.buf.clear();
-        put_record(&mut self.buf, &self.payload)?;
+        put_record_with(&mut self.buf, |buf| encode_batch(buf, index, mutations))?;
         let record_len = self.buf.len();
         let before = self.len;
         let res = self
@@ -694,9 +704,8 @@ impl Journal for LogJournal {
             // The commit point: nothing of this batch is visible before it.
             .and_then(|()| self.file.sync_data());
         if self.buf.capacity() > KEEP_BUFFER_BYTES {
-            // An import's one large record: do not keep its buffers.
+            // An import's one large record: do not keep its buffer.
             self.buf = Vec::new();
-            self.payload = Vec::new();
         }
         match res {
             Ok(()) => self.len += record_len as u64,
@@ -889,7 +898,7 @@ mod tests {
             });
             m.push(Mutation::Touch {
                 key: format!("/t{t}"),
-                value: (i % 2 == 1).then(|| Arc::from(t.as_str())),
+                value: (!i.is_multiple_of(2)).then(|| Arc::from(t.as_str())),
                 modified: i,
                 expiration: [Some(7), None][i as usize % 2],
             });
