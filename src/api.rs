@@ -41,6 +41,8 @@ pub struct App {
     pub policy: Policy,
     /// 16 hex digits: `X-Etcd-Cluster-Id` and the member id.
     pub cluster_id: String,
+    /// `cluster_id` as a header value, made once.
+    pub cluster_header: HeaderValue,
     /// The member name in `/v2/members`.
     pub name: String,
     /// The client URL `/v2/members` and `/v2/machines` advertise.
@@ -356,7 +358,8 @@ fn keys<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a>
                     // Answered once durable: everything it needs moves into
                     // the future.
                     return Answer::Later(Box::pin(async move {
-                        let mut resp = write_keys(app, &req, method).await;
+                        let mut req = req;
+                        let mut resp = write_keys(app, &mut req, method).await;
                         audit(app, client, req.get(), Some(req.basis()), resp.status());
                         cluster_header(app, &mut resp);
                         resp
@@ -501,44 +504,44 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
 /// Runs an allowed write against the embedded store.
 async fn write_keys(
     app: &App,
-    req: &Permitted<KeysRequest>,
+    req: &mut Permitted<KeysRequest>,
     method: KeysMethod,
 ) -> Response<ApiBody> {
+    let (value, prev_value) = req.take_values();
     let grants = req.grants();
     let filtered = req.enforced();
-    let req_ref = req.get();
+    let r = req.get();
     let store: &Store = &app.store;
-    let r = req_ref.clone();
     let can_read = !filtered || grants.can_read(&r.key);
     let keep_value = can_read || !r.refresh;
     let allowed_by = match req.basis() {
-        Basis::Prefix { prefix, .. } => Some(prefix.clone()),
+        Basis::Prefix { prefix, .. } => Some(prefix),
         _ => None,
     };
     let expire = r.expiration(now_nanos());
     let no_value = r.no_value_on_success;
     let op = match method {
         KeysMethod::Put => WriteOp::Put {
-            key: r.key,
-            value: r.value,
+            key: r.key.clone(),
+            value,
             dir: r.dir,
             expire,
             refresh: r.refresh,
             prev_exist: r.prev_exist,
-            prev_value: r.prev_value,
+            prev_value,
             prev_index: r.prev_index,
         },
         KeysMethod::Post => WriteOp::Post {
-            key: r.key,
-            value: r.value,
+            key: r.key.clone(),
+            value,
             dir: r.dir,
             expire,
         },
         _ => WriteOp::Delete {
-            key: r.key,
+            key: r.key.clone(),
             dir: r.dir,
             recursive: r.recursive,
-            prev_value: r.prev_value,
+            prev_value,
             prev_index: r.prev_index,
         },
     };
@@ -559,9 +562,9 @@ async fn write_keys(
         }
         Err(mut e) => {
             // Never name a path above the prefix that allowed the write.
-            if let (Some(prefix), Some(cause)) = (&allowed_by, &e.cause) {
+            if let (Some(prefix), Some(cause)) = (allowed_by, &e.cause) {
                 if filtered && cause.starts_with('/') && covers(cause, prefix) && cause != prefix {
-                    e.cause = Some(prefix.clone());
+                    e.cause = Some(prefix.to_string());
                 }
             }
             etcd_error(&e)
@@ -609,9 +612,8 @@ pub fn denied() -> Response<ApiBody> {
 }
 
 fn cluster_header(app: &App, r: &mut Response<ApiBody>) {
-    if let Ok(v) = HeaderValue::from_str(&app.cluster_id) {
-        r.headers_mut().insert(X_ETCD_CLUSTER_ID, v);
-    }
+    r.headers_mut()
+        .insert(X_ETCD_CLUSTER_ID, app.cluster_header.clone());
 }
 
 fn json_response(body: String) -> Response<ApiBody> {

@@ -684,6 +684,8 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
                 .into_iter()
                 .map(|c| c.to_vec())
                 .collect(),
+            cluster_header: hyper::header::HeaderValue::from_str(&cluster_id)
+                .map_err(|e| format!("cluster id {cluster_id:?}: {e}"))?,
             cluster_id,
             name: "keygate".into(),
             advertise_url: advertise_url.clone(),

@@ -317,6 +317,18 @@ impl<T> Permitted<T> {
     }
 }
 
+impl Permitted<KeysRequest> {
+    /// Moves the write's `value` and `prevValue` out, leaving them empty.
+    /// No decision depends on them; the key, method and flags that it
+    /// depends on stay as they were allowed.
+    pub fn take_values(&mut self) -> (String, String) {
+        (
+            std::mem::take(&mut self.inner.value),
+            std::mem::take(&mut self.inner.prev_value),
+        )
+    }
+}
+
 /// The decision on a keys request.
 pub enum Decision {
     /// Allowed.

@@ -143,14 +143,29 @@ impl DirMap {
 
     /// Inserts or replaces; returns the child it replaced.
     pub fn insert(&mut self, key: Name, value: Arc<Node>) -> Option<Arc<Node>> {
+        match self.try_insert(key, |_| Ok::<_, std::convert::Infallible>(value)) {
+            Ok(old) => old,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Inserts the child that `admit` makes from the one it would replace
+    /// (if any), in one walk; returns the replaced child. When `admit`
+    /// refuses, the map holds what it held (the nodes on the path may have
+    /// been copied).
+    pub fn try_insert<E>(
+        &mut self,
+        key: Name,
+        admit: impl FnOnce(Option<&Arc<Node>>) -> Result<Arc<Node>, E>,
+    ) -> Result<Option<Arc<Node>>, E> {
         let Some(root) = &mut self.root else {
             let mut leaf = Entries::new();
-            leaf.push((key, value));
+            leaf.push((key, admit(None)?));
             self.root = Some(Arc::new(BNode::Leaf(leaf)));
             self.len = 1;
-            return None;
+            return Ok(None);
         };
-        let (old, split) = insert_into(root, key, value);
+        let (old, split) = insert_into(root, key, admit)?;
         if let Some((bound, right)) = split {
             let left = self.root.take().expect("root present");
             let left_bound = first_name(&left);
@@ -162,7 +177,7 @@ impl DirMap {
         if old.is_none() {
             self.len += 1;
         }
-        old
+        Ok(old)
     }
 
     /// Removes the child named `key`; returns it.
@@ -262,41 +277,45 @@ fn first_name(node: &BNode) -> Name {
 
 /// Inserts below `node`; returns the replaced child and, if `node` split,
 /// the new right sibling with its bound.
-fn insert_into(
+fn insert_into<E>(
     node: &mut Arc<BNode>,
     key: Name,
-    value: Arc<Node>,
-) -> (Option<Arc<Node>>, Option<Link>) {
+    admit: impl FnOnce(Option<&Arc<Node>>) -> Result<Arc<Node>, E>,
+) -> Result<(Option<Arc<Node>>, Option<Link>), E> {
     match Arc::make_mut(node) {
         BNode::Leaf(entries) => match search(entries, &key) {
-            Ok(i) => (Some(std::mem::replace(&mut entries[i].1, value)), None),
+            Ok(i) => {
+                let value = admit(Some(&entries[i].1))?;
+                Ok((Some(std::mem::replace(&mut entries[i].1, value)), None))
+            }
             Err(i) => {
-                entries.insert(i, (key, value));
+                entries.insert(i, (key, admit(None)?));
                 if entries.len() <= MAX {
-                    return (None, None);
+                    return Ok((None, None));
                 }
                 let right = split(entries, i == MAX);
                 let bound = right[0].0.clone();
-                (None, Some((bound, Arc::new(BNode::Leaf(right)))))
+                Ok((None, Some((bound, Arc::new(BNode::Leaf(right))))))
             }
         },
         BNode::Inner(links) => {
             let i = child_index(links, &key);
-            if key.as_str() < links[i].0.as_str() {
-                // Only the first child: a new smallest name.
-                links[i].0 = key.clone();
+            // Only the first child: a new smallest name (set once admitted).
+            let lower = (key.as_str() < links[i].0.as_str()).then(|| key.clone());
+            let (old, split_child) = insert_into(&mut links[i].1, key, admit)?;
+            if let Some(lower) = lower {
+                links[i].0 = lower;
             }
-            let (old, split_child) = insert_into(&mut links[i].1, key, value);
             let Some(link) = split_child else {
-                return (old, None);
+                return Ok((old, None));
             };
             links.insert(i + 1, link);
             if links.len() <= MAX {
-                return (old, None);
+                return Ok((old, None));
             }
             let right = split(links, i + 1 == MAX);
             let bound = right[0].0.clone();
-            (old, Some((bound, Arc::new(BNode::Inner(right)))))
+            Ok((old, Some((bound, Arc::new(BNode::Inner(right))))))
         }
     }
 }
@@ -501,9 +520,30 @@ mod tests {
                 let k = format!("k{}", rng.below(space));
                 let id = step as u64 + 1;
                 match rng.below(10) {
-                    0..=4 => {
+                    0..=3 => {
                         let old = m.insert(Name::new(&k), node(id)).map(|n| n.created);
                         assert_eq!(old, model.insert(k.clone(), id), "insert {k}");
+                    }
+                    4 => {
+                        // Refused half the time, whether the name is there
+                        // or not (a refused new smallest name moves no bound).
+                        let refuse = rng.below(2) == 0;
+                        let seen = std::cell::Cell::new(None);
+                        let got = m.try_insert(Name::new(&k), |old| {
+                            seen.set(Some(old.map(|n| n.created)));
+                            if refuse {
+                                Err("refused")
+                            } else {
+                                Ok(node(id))
+                            }
+                        });
+                        assert_eq!(seen.get(), Some(model.get(&k).copied()), "admit {k}");
+                        if refuse {
+                            assert_eq!(got.err(), Some("refused"));
+                        } else {
+                            let old = got.expect("admitted").map(|n| n.created);
+                            assert_eq!(old, model.insert(k.clone(), id), "try_insert {k}");
+                        }
                     }
                     5..=7 => {
                         let old = m.remove(&k).map(|n| n.created);

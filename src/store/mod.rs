@@ -833,9 +833,9 @@ impl Writer {
             return Err(self.err(code::ROOT_RONLY, "/"));
         }
         let (parent, name) = split_parent(key);
-        // Check everything before changing anything.
+        // Check the parent's path before changing anything (the child
+        // itself is checked where it is inserted).
         let mut cur = &self.root;
-        let mut parent_exists = true;
         for comp in components(parent) {
             // Only directories are descended into below.
             let Some(children) = cur.children() else {
@@ -847,22 +847,7 @@ impl Writer {
                     let end = comp.as_ptr() as usize - parent.as_ptr() as usize + comp.len();
                     return Err(self.err(code::NOT_DIR, &parent[..end]));
                 }
-                None => {
-                    parent_exists = false;
-                    break;
-                }
-            }
-        }
-        let mut prev = None;
-        if parent_exists {
-            if let Some(existing) = cur.children().and_then(|c| c.get(name)) {
-                if !replace {
-                    return Err(self.err(code::NODE_EXIST, key));
-                }
-                if existing.is_dir() {
-                    return Err(self.err(code::NOT_FILE, key));
-                }
-                prev = Some(NodeRepr::of(key, existing, now));
+                None => break,
             }
         }
         let node = if dir {
@@ -871,15 +856,29 @@ impl Writer {
             Node::value(next, Arc::from(value.as_str()), expire)
         };
         let repr = NodeRepr::of(key, &node, now);
+        let stored = node.value_str().cloned();
+        // One walk: the existing child is checked where it would be replaced.
+        let mut prev = None;
+        let children = make_dirs(&mut self.root, parent, next);
+        let inserted = children.try_insert(Name::new(name), |existing| match existing {
+            Some(_) if !replace => Err(code::NODE_EXIST),
+            Some(e) if e.is_dir() => Err(code::NOT_FILE),
+            Some(e) => {
+                prev = Some(NodeRepr::of(key, e, now));
+                Ok(Arc::new(node))
+            }
+            None => Ok(Arc::new(node)),
+        });
+        if let Err(c) = inserted {
+            return Err(self.err(c, key));
+        }
         self.log.push(Mutation::Put {
             key: key.to_string(),
             created: next,
             modified: next,
             expiration: expire,
-            value: node.value_str().cloned(),
+            value: stored,
         });
-        let children = make_dirs(&mut self.root, parent, next);
-        children.insert(Name::new(name), Arc::new(node));
         if let Some(e) = expire {
             self.ttls.insert((e, key.to_string(), next));
         }
