@@ -137,7 +137,7 @@ fn metrics(ops: &Ops) -> String {
     metric(
         "keygate_commit_duration_seconds_sum",
         "counter",
-        "Time spent in durable commits (write and fdatasync); divided by keygate_commits_total, the mean commit latency.",
+        "Time spent in durable commits (the synchronous write); divided by keygate_commits_total, the mean commit latency.",
         &[(String::new(), c.micros as f64 / 1e6)],
     );
     metric(

@@ -8,11 +8,15 @@ use std::time::Duration;
 use keygate::store::tree::Node;
 use keygate::store::{now_nanos, Journal, Mutation, Store, WriteOp};
 
-/// Commits the first batch, fails every one after.
+/// Syncs once, fails every sync after.
 struct FailsAfterFirst(u32);
 
 impl Journal for FailsAfterFirst {
-    fn commit(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
+    fn append(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
         self.0 += 1;
         if self.0 == 1 {
             Ok(())

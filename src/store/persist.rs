@@ -5,7 +5,15 @@
 //! `"KGR1"`, payload length, its bitwise complement, CRC-32 of the payload
 //! (all u32 little-endian), then the payload (JSON: the store index after the
 //! batch and its mutations). A batch is acknowledged only after its record
-//! was written and `fdatasync` returned.
+//! was written and the write was synced.
+//!
+//! Commits write whole 4 KiB blocks with one synchronous write (`O_DSYNC`,
+//! and `O_DIRECT` where the filesystem allows): the last partial block
+//! again, with the same bytes, then the new records, then zeros. The file
+//! is grown ahead of the records in zero-filled steps of 1 MiB (each made
+//! durable before use), so a commit only overwrites blocks that exist and
+//! its sync never waits for the filesystem's own journal. Zeros after the
+//! last record are therefore normal; a clean stop cuts them off.
 //!
 //! Compaction: when the journal has grown past `compact_bytes` and past the
 //! size of the last snapshot, the tree as of the last commit (a persistent
@@ -20,13 +28,13 @@
 //!
 //! At open, every record is checked before anything is written. A record
 //! cut short at the very end of the file (a crash during an append that was
-//! therefore never acknowledged), or trailing zeros, are a torn tail and are
-//! cut off. Any other damage — a bad checksum, a bad header, a length that
+//! therefore never acknowledged) is a torn tail and is cut off, with a
+//! warning; trailing zeros are cut off silently. Any other damage — a bad checksum, a bad header, a length that
 //! does not match its complement — refuses to start: it is never resolved
 //! by silently dropping acknowledged writes.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,6 +63,14 @@ pub const DEFAULT_COMPACT_BYTES: u64 = 64 << 20;
 const CLOSE_COMPACT_BYTES: u64 = 1 << 20;
 /// A commit's buffer is kept for the next one up to this size.
 const KEEP_BUFFER_BYTES: usize = 1 << 20;
+/// Commits write whole blocks of this size, at offsets that are multiples
+/// of it (what direct I/O asks for).
+const BLOCK: usize = 4096;
+/// The journal file grows by this much at a time, zero-filled ahead of
+/// the records: a commit then writes blocks that already exist, and its
+/// sync never has to change the file's size (a journal commit of the
+/// filesystem's own, which costs several times the write).
+const PREALLOC_BYTES: u64 = 1 << 20;
 /// Snapshot records hold about this many payload bytes.
 const SNAP_CHUNK: usize = 1 << 20;
 
@@ -99,11 +115,23 @@ struct SnapRecord<'a> {
 /// The durable journal.
 pub struct LogJournal {
     dir: PathBuf,
+    /// The journal, for reading and resizing.
     file: File,
-    /// A commit's record.
+    /// The journal again, for commits: every write is synchronous
+    /// (`O_DSYNC`) and, where the filesystem allows, bypasses the page
+    /// cache (`O_DIRECT`).
+    out: File,
+    /// The records appended since the last sync.
     buf: Vec<u8>,
-    /// Bytes in the journal file.
+    /// Bytes of records in the journal file (zeros follow).
     len: u64,
+    /// Bytes in the journal file: `len` and the zero-filled space after it.
+    allocated: u64,
+    /// The records in the journal's last, partial block (rewritten, with
+    /// the next records after them, by the next commit).
+    tail: Vec<u8>,
+    /// Storage for the block-aligned buffer that a commit writes.
+    scratch: Vec<u8>,
     /// Bytes of the header and base record (what compaction cannot shrink).
     base_len: u64,
     /// Size of the last snapshot.
@@ -506,7 +534,14 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             good += end;
         }
     }
-    let torn_bytes = bytes.len().saturating_sub(good.max(HEADER.len())) as u64;
+    // What follows the last record: zeros (the space a running journal
+    // fills ahead of its records), or a torn tail.
+    let after = &bytes[good.max(HEADER.len()).min(bytes.len())..];
+    let torn_bytes = if after.iter().all(|b| *b == 0) {
+        0
+    } else {
+        after.len() as u64
+    };
     // Everything is checked: only now write (remove what an interrupted
     // compaction left, cut a torn tail, or start a new file).
     for tmp in [SNAP_TMP, LOG_TMP] {
@@ -527,18 +562,27 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             let _ = dir.sync_all();
         }
         good = HEADER.len();
-    } else if torn_bytes > 0 {
-        tracing::warn!(
-            file = %path.display(),
-            bytes = torn_bytes,
-            "cutting off the torn tail of an interrupted, never acknowledged append"
-        );
+    } else if good < bytes.len() {
+        if torn_bytes > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                bytes = torn_bytes,
+                "cutting off the torn tail of an interrupted, never acknowledged append"
+            );
+        }
+        // The zeros go too: the space ahead is made again when needed.
         file.set_len(good as u64)
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("{}: cannot cut the torn tail: {e}", path.display()))?;
     }
-    file.seek(std::io::SeekFrom::Start(good as u64))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let out = open_for_commits(&path)
+        .map_err(|e| format!("{}: cannot open for writing: {e}", path.display()))?;
+    let tail = if bytes.is_empty() {
+        HEADER.to_vec()
+    } else {
+        bytes[good / BLOCK * BLOCK..good].to_vec()
+    };
+    drop(bytes);
     Ok((
         Recovered {
             root,
@@ -550,8 +594,12 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
         LogJournal {
             dir: data_dir.to_path_buf(),
             file,
+            out,
             buf: Vec::new(),
             len: good as u64,
+            allocated: good as u64,
+            tail,
+            scratch: Vec::new(),
             base_len,
             snap_bytes: snap_len,
             compact_bytes,
@@ -561,7 +609,103 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
     ))
 }
 
+/// Opens the journal for commits: synchronous writes, and direct I/O
+/// where the filesystem offers it.
+fn open_for_commits(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_DSYNC | libc::O_DIRECT) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(libc::O_DSYNC),
+        r => r,
+    }
+}
+
+/// `len` bytes of `scratch`, starting at a multiple of [`BLOCK`] in memory.
+fn aligned(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if scratch.len() < len + BLOCK {
+        scratch.resize(len + BLOCK, 0);
+    }
+    let at = scratch.as_ptr().align_offset(BLOCK);
+    &mut scratch[at..at + len]
+}
+
 impl LogJournal {
+    /// Writes the appended records after the last, with one synchronous
+    /// write of whole blocks: the last partial block again (the same
+    /// bytes), the records, zeros to the block's end.
+    fn write_records(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let start = self.len - self.tail.len() as u64;
+        let used = self.tail.len() + self.buf.len();
+        let padded = used.div_ceil(BLOCK) * BLOCK;
+        let res = self.reserve(start + padded as u64).and_then(|()| {
+            let block = aligned(&mut self.scratch, padded);
+            block[..self.tail.len()].copy_from_slice(&self.tail);
+            block[self.tail.len()..used].copy_from_slice(&self.buf);
+            block[used..].fill(0);
+            // The commit point: nothing appended is visible before it.
+            self.out.write_all_at(block, start)
+        });
+        match res {
+            Ok(()) => {
+                self.len += self.buf.len() as u64;
+                let keep = (self.len % BLOCK as u64) as usize;
+                let block = aligned(&mut self.scratch, padded);
+                self.tail.clear();
+                self.tail.extend_from_slice(&block[used - keep..used]);
+            }
+            Err(_) => {
+                // The batches are answered as failed: do not let them come
+                // back at the next start (best effort; a failed write is
+                // not retried).
+                let _ = self.file.set_len(self.len);
+                let _ = self.file.sync_all();
+                self.allocated = self.len;
+            }
+        }
+        res
+    }
+
+    /// Makes the file at least `end` bytes long, zero-filled, and durably
+    /// so: a step of [`PREALLOC_BYTES`], or only what is needed when the
+    /// disk has no room for the step.
+    fn reserve(&mut self, end: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if end <= self.allocated {
+            return Ok(());
+        }
+        let step = (self.allocated + PREALLOC_BYTES).max(end);
+        let zeros = [0u8; 64 << 10];
+        let fill = |to: u64| -> std::io::Result<()> {
+            let mut at = self.allocated;
+            while at < to {
+                let n = (to - at).min(zeros.len() as u64) as usize;
+                self.file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            self.file.sync_data()
+        };
+        let res = fill(step).or_else(|_| {
+            let _ = self.file.set_len(self.allocated);
+            fill(end)
+        });
+        match res {
+            Ok(()) => {
+                self.allocated = self.file.metadata()?.len();
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.allocated);
+                Err(e)
+            }
+        }
+    }
+
     /// Writes a snapshot of `root` at `index` (the journal's last record)
     /// now, and cuts the journal after it.
     pub fn compact_now(&mut self, root: &Arc<Node>, index: u64) -> std::io::Result<()> {
@@ -601,7 +745,6 @@ impl LogJournal {
     /// `index`, written when the journal was `offset` bytes long.
     fn rewrite_after(&mut self, index: u64, offset: u64) -> std::io::Result<()> {
         let tmp = self.dir.join(LOG_TMP);
-        // Positional read: the append position must not move.
         let mut tail = vec![0u8; (self.len - offset) as usize];
         std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut tail, offset)?;
         let payload = serde_json::to_vec(&BatchRef {
@@ -621,12 +764,24 @@ impl LogJournal {
         file.write_all(&head)?;
         file.write_all(&tail)?;
         file.sync_all()?;
+        // Opened before the rename: once it is done, nothing can fail
+        // that would leave commits going to the replaced file.
+        let out = open_for_commits(&tmp)?;
         std::fs::rename(&tmp, self.dir.join(FILE))?;
-        // From here the new file is the journal (written from its start, so
-        // its position is its end).
+        // From here the new file is the journal.
         self.file = file;
+        self.out = out;
         self.base_len = head.len() as u64;
         self.len = self.base_len + tail.len() as u64;
+        self.allocated = self.len;
+        let last = (self.len as usize) / BLOCK * BLOCK;
+        self.tail.clear();
+        if last >= head.len() {
+            self.tail.extend_from_slice(&tail[last - head.len()..]);
+        } else {
+            self.tail.extend_from_slice(&head[last..]);
+            self.tail.extend_from_slice(&tail);
+        }
         if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
             // The rename may not survive a crash, and with it the commits
             // that would follow: refuse them, as a failed commit.
@@ -690,32 +845,23 @@ impl LogJournal {
 }
 
 impl Journal for LogJournal {
-    fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
+    fn append(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
         if let Some(why) = &self.broken {
             return Err(std::io::Error::other(why.clone()));
         }
+        put_record_with(&mut self.buf, |buf| encode_batch(buf, index, mutations))
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        let res = match &self.broken {
+            Some(why) => Err(std::io::Error::other(why.clone())),
+            None => self.write_records(),
+        };
         self.buf.clear();
-        put_record_with(&mut self.buf, |buf| encode_batch(buf, index, mutations))?;
-        let record_len = self.buf.len();
-        let before = self.len;
-        let res = self
-            .file
-            .write_all(&self.buf)
-            // The commit point: nothing of this batch is visible before it.
-            .and_then(|()| self.file.sync_data());
         if self.buf.capacity() > KEEP_BUFFER_BYTES {
-            // An import's one large record: do not keep its buffer.
+            // An import's one large record: do not keep its buffers.
             self.buf = Vec::new();
-        }
-        match res {
-            Ok(()) => self.len += record_len as u64,
-            Err(_) => {
-                // The batch is answered as failed: do not let it come back
-                // at the next start (best effort; a failed fsync is not
-                // retried).
-                let _ = self.file.set_len(before);
-                let _ = self.file.seek(std::io::SeekFrom::Start(before));
-            }
+            self.scratch = Vec::new();
         }
         res
     }
@@ -740,6 +886,14 @@ impl Journal for LogJournal {
                 ),
                 Err(e) => tracing::warn!(error = %e, "cannot write a snapshot at stop"),
             }
+        }
+        // The zeros kept ahead of the records are not needed until the
+        // next start's first commit (either length reads the same).
+        if self.allocated > self.len && self.broken.is_none() {
+            let _ = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_all());
         }
     }
 }
@@ -988,6 +1142,60 @@ mod tests {
         assert!(rec.snapshot_index.is_some_and(|s| s > 2000));
         assert_eq!(rows(&rec.root), rows(&root));
         assert!(!dir.path().join(SNAP_TMP).exists());
+    }
+
+    /// Commits of every size, one or several batches per sync, across
+    /// block boundaries, preallocation steps and a compaction; then a
+    /// crash (no close): the zeros kept ahead of the records are no torn
+    /// tail, and every commit is back.
+    #[test]
+    fn block_writes_keep_every_commit_across_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut j) = open(dir.path(), 1 << 20).unwrap();
+        let mut root = Arc::new(Node::dir(0, None));
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut index = 0;
+        while index < 3000 {
+            let before = j.len;
+            for _ in 0..=next(3) {
+                index += 1;
+                let m = Mutation::Put {
+                    key: format!("/k{}", index % 500),
+                    created: index,
+                    modified: index,
+                    expiration: None,
+                    value: Some("x".repeat(next(9000) as usize).into()),
+                };
+                j.append(std::slice::from_ref(&m), index).unwrap();
+                apply_mutation(&mut root, &m);
+            }
+            j.sync().unwrap();
+            assert!(j.len > before && j.allocated >= j.len);
+            assert_eq!(j.tail.len() as u64, j.len % BLOCK as u64);
+            j.committed(&root, index);
+        }
+        // Let a compaction that is under way finish, as a later commit
+        // would.
+        j.maintain(&root, index, true);
+        index += 1;
+        let m = put(index);
+        j.commit(std::slice::from_ref(&m), index).unwrap();
+        apply_mutation(&mut root, &m);
+        let file_len = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
+        assert!(file_len > j.len, "no zeros kept ahead of the records");
+        drop(j);
+        let (rec, j) = open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.index, index);
+        assert_eq!(rec.torn_bytes, 0);
+        assert!(rec.snapshot_index.is_some());
+        assert_eq!(rows(&rec.root), rows(&root));
+        assert_eq!(j.allocated, j.len);
     }
 
     #[test]

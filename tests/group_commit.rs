@@ -1,0 +1,171 @@
+//! Group commit: writes that arrive while the journal syncs wait for the
+//! next sync, together. Nothing may run ahead of the journal: no answer,
+//! no read, no index before the sync that makes it durable; a failed sync
+//! fails every write it carried, and none of them becomes visible.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate::store::tree::Node;
+use keygate::store::{Journal, Mutation, Store, WriteOp};
+
+/// A slow disk: each sync takes `delay`; `durable` is the index the last
+/// successful sync made durable. Syncs after the `fail_from`th fail.
+struct SlowJournal {
+    delay: Duration,
+    pending: u64,
+    durable: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+    fail_from: u64,
+}
+
+impl Journal for SlowJournal {
+    fn append(&mut self, _m: &[Mutation], index: u64) -> std::io::Result<()> {
+        assert!(index > self.pending, "batches appended out of order");
+        self.pending = index;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        std::thread::sleep(self.delay);
+        let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.fail_from {
+            return Err(std::io::Error::other("disk gone"));
+        }
+        self.durable.store(self.pending, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn put(key: &str) -> WriteOp {
+    WriteOp::Put {
+        key: key.into(),
+        value: "v".into(),
+        dir: false,
+        expire: None,
+        refresh: false,
+        prev_exist: None,
+        prev_value: String::new(),
+        prev_index: 0,
+    }
+}
+
+fn start(delay_ms: u64, fail_from: u64) -> (Store, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let durable = Arc::new(AtomicU64::new(0));
+    let syncs = Arc::new(AtomicU64::new(0));
+    let store = Store::start(
+        Arc::new(Node::dir(0, None)),
+        0,
+        Box::new(SlowJournal {
+            delay: Duration::from_millis(delay_ms),
+            pending: 0,
+            durable: durable.clone(),
+            syncs: syncs.clone(),
+            fail_from,
+        }),
+        Vec::new(),
+    );
+    (store, durable, syncs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_and_reads_never_run_ahead_of_the_journal() {
+    let (store, durable, syncs) = start(5, u64::MAX);
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reader = {
+        let (store, durable, watching) = (store.clone(), durable.clone(), watching.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while watching.load(Ordering::SeqCst) {
+                let index = store.snapshot().index;
+                // Read the published index first: durability only grows.
+                assert!(
+                    index <= durable.load(Ordering::SeqCst),
+                    "index {index} published before it was durable"
+                );
+                assert!(index >= seen, "the published index went back");
+                seen = index;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (store, durable) = (store.clone(), durable.clone());
+        tasks.push(tokio::spawn(async move {
+            let (event, index) = store.write(put(&format!("/k{i}"))).await.unwrap();
+            assert!(
+                index <= durable.load(Ordering::SeqCst),
+                "write answered at {index} before it was durable"
+            );
+            // The writer's own read sees its write.
+            let (body, read_index) = store.get(&format!("/k{i}"), false).unwrap();
+            assert!(read_index >= index);
+            assert!(String::from_utf8(body).unwrap().contains("\"value\":\"v\""));
+            event.node.modified
+        }));
+    }
+    let mut indexes = Vec::new();
+    for t in tasks {
+        indexes.push(t.await.unwrap());
+    }
+    watching.store(false, Ordering::SeqCst);
+    reader.join().unwrap();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (1..=200).collect::<Vec<u64>>());
+    assert_eq!(store.snapshot().index, 200);
+    assert_eq!(durable.load(Ordering::SeqCst), 200);
+    let syncs = syncs.load(Ordering::SeqCst);
+    assert!(
+        syncs < 60,
+        "{syncs} syncs for 200 concurrent writes: batches were not grouped"
+    );
+    let c = store.commit_stats();
+    assert_eq!((c.commits, c.mutations), (syncs, 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_fails_every_batch_it_carried() {
+    // The first sync (slow) succeeds, the second fails.
+    let (store, durable, syncs) = start(100, 2);
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { store.write(put("/first")).await })
+    };
+    // While the first sync runs, more writes arrive: they wait for the
+    // next sync.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut later = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        later.push(tokio::spawn(async move {
+            store.write(put(&format!("/later{i}"))).await
+        }));
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(first.await.unwrap().unwrap().1, 1);
+    for t in later {
+        let e = t.await.unwrap().unwrap_err();
+        assert_eq!(e.code, 300);
+        assert_eq!(e.cause.as_deref(), Some("disk gone"));
+        assert_eq!(e.index, 1);
+    }
+    assert_eq!(syncs.load(Ordering::SeqCst), 2);
+    assert_eq!(durable.load(Ordering::SeqCst), 1);
+    // Nothing of the failed batches is visible.
+    assert_eq!(store.snapshot().index, 1);
+    for i in 0..50 {
+        assert_eq!(
+            store.get(&format!("/later{i}"), false).unwrap_err().code,
+            100
+        );
+    }
+    assert_eq!(store.failure().as_deref(), Some("disk gone"));
+    // And the store refuses writes from then on, without syncing again.
+    let e = store.write(put("/after")).await.unwrap_err();
+    assert_eq!((e.code, e.index), (300, 1));
+    assert_eq!(syncs.load(Ordering::SeqCst), 2);
+    store.shutdown(Duration::from_secs(5));
+}
