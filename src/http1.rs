@@ -25,11 +25,11 @@ use hyper::body::Body;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::api::{self, App, Client};
 use crate::body::ApiBody;
+use crate::stop::StopSignal;
 
 /// The limits of one connection (from `[server]`).
 #[derive(Clone, Debug)]
@@ -91,7 +91,7 @@ impl Stop {
 }
 
 /// Serves HTTP/1.1 requests on `io` until the client leaves, a request
-/// asks to close, a limit is hit, or `shutdown` turns true (in-flight
+/// asks to close, a limit is hit, or `stop` signals the stop (in-flight
 /// answers finish; a waiting watch ends its body cleanly).
 ///
 /// Not an `async fn`: an async fn's future would hold the connection
@@ -103,7 +103,7 @@ pub fn serve<S>(
     app: Arc<App>,
     client: Arc<Client>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    stop: StopSignal,
 ) -> impl Future<Output = ()> + Send
 where
     S: AsyncBufRead + AsyncWrite + Unpin + Send,
@@ -114,10 +114,10 @@ where
         let mut carry: Vec<u8> = Vec::new();
         let mut deadline = Deadline::new(&limits);
         loop {
-            if *shutdown.borrow() {
+            if stop.is_stopping() {
                 break;
             }
-            let next = next_request(&mut io, &mut carry, &limits, &mut shutdown, &mut deadline);
+            let next = next_request(&mut io, &mut carry, &limits, &stop, &mut deadline);
             let req = match next.await {
                 Ok(Some(req)) => req,
                 Ok(None) => break,
@@ -150,17 +150,11 @@ where
             // An HTTP/1.0 client has no chunked encoding: a streamed body ends
             // with the connection.
             close |= stream && version == Version::HTTP_10;
-            close |= *shutdown.borrow();
+            close |= stop.is_stopping();
             // Boxed, as reading is: the connection's own future stays small.
             let ok = if stream && !is_head {
                 let w = boxed(write_stream(
-                    &mut io,
-                    resp,
-                    version,
-                    close,
-                    &mut carry,
-                    &limits,
-                    &mut shutdown,
+                    &mut io, resp, version, close, &mut carry, &limits, &stop,
                 ));
                 w.await
             } else {
@@ -241,7 +235,7 @@ async fn next_request<S>(
     io: &mut S,
     carry: &mut Vec<u8>,
     limits: &Limits,
-    shutdown: &mut watch::Receiver<bool>,
+    stop: &StopSignal,
     deadline: &mut Deadline,
 ) -> Result<Option<Request<Bytes>>, Stop>
 where
@@ -254,7 +248,7 @@ where
             biased;
             r = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_fill_buf(cx).map_ok(|b| b.is_empty())) => r,
             _ = deadline.passed() => return Ok(None),
-            _ = shutdown.wait_for(|s| *s) => return Ok(None),
+            () = stop.stopping() => return Ok(None),
         };
         match first {
             Ok(false) => {}
@@ -282,6 +276,9 @@ where
 /// and cancelling timers.
 struct Deadline {
     sleep: Pin<Box<tokio::time::Sleep>>,
+    /// The timer's own deadline, kept here: moving the deadline reads no
+    /// memory of the timer's (cold, in a connection that waited long).
+    fires: Instant,
     at: Instant,
     step: Duration,
 }
@@ -292,6 +289,7 @@ impl Deadline {
         let at = Instant::now() + step;
         Deadline {
             sleep: Box::pin(tokio::time::sleep_until(at)),
+            fires: at,
             at,
             step,
         }
@@ -300,9 +298,14 @@ impl Deadline {
     /// Moves the deadline to `at`.
     fn set(&mut self, at: Instant) {
         self.at = at;
-        if at < self.sleep.deadline() {
-            self.sleep.as_mut().reset(at);
+        if at < self.fires {
+            self.reset(at);
         }
+    }
+
+    fn reset(&mut self, at: Instant) {
+        self.fires = at;
+        self.sleep.as_mut().reset(at);
     }
 
     /// Completes once the deadline has passed.
@@ -314,7 +317,7 @@ impl Deadline {
                 return;
             }
             let next = self.at.min(now + self.step);
-            self.sleep.as_mut().reset(next);
+            self.reset(next);
         }
     }
 
@@ -703,7 +706,7 @@ async fn write_stream<S>(
     close: bool,
     carry: &mut Vec<u8>,
     limits: &Limits,
-    shutdown: &mut watch::Receiver<bool>,
+    stop: &StopSignal,
 ) -> bool
 where
     S: AsyncBufRead + AsyncWrite + Unpin,
@@ -719,7 +722,6 @@ where
     // While the watch waits, the connection is read too: to notice the
     // client leaving (which ends the watch) and to keep what it pipelines.
     let mut reading = true;
-    let mut stopping = std::pin::pin!(shutdown.wait_for(|s| *s));
     loop {
         let wake = std::future::poll_fn(|cx: &mut Context<'_>| {
             if let Poll::Ready(f) = Pin::new(&mut body).poll_frame(cx) {
@@ -743,7 +745,7 @@ where
                     Poll::Pending => break,
                 }
             }
-            if stopping.as_mut().poll(cx).is_ready() {
+            if stop.poll_stopping(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
             }
             Poll::Pending

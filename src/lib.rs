@@ -25,6 +25,7 @@ pub mod logwriter;
 pub mod ops;
 pub mod policy;
 pub mod server;
+pub mod stop;
 pub mod store;
 pub mod tls;
 pub mod v2;

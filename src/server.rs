@@ -185,7 +185,7 @@ fn connection(
     app: Arc<App>,
     limits: &Limits,
     watcher: hyper_util::server::graceful::Watcher,
-    h1_stop: tokio::sync::watch::Receiver<bool>,
+    h1_stop: crate::stop::StopSignal,
 ) -> (
     Pin<Box<dyn Future<Output = ()> + Send>>,
     std::time::Duration,
@@ -249,7 +249,7 @@ pub async fn run(
         },
         server: limits,
     });
-    let (h1_shutdown, h1_stop) = tokio::sync::watch::channel(false);
+    let h1_stop = crate::stop::Stopper::new();
     // Who a verified chain is: the identity read from the leaf, its grants
     // and the chain's earliest notAfter are a pure function of the chain
     // and the configuration, so the connections that present one chain
@@ -284,7 +284,7 @@ pub async fn run(
         let stats = stats.clone();
         let clients = clients.clone();
         let watcher = graceful.watcher();
-        let h1_stop = h1_stop.clone();
+        let h1_signal = h1_stop.signal();
         // Each phase's future is boxed: the task itself stays small, and a
         // connection holds only what its current phase needs (10,000
         // waiting watchers cost 10,000 of these).
@@ -298,19 +298,18 @@ pub async fn run(
                 acceptor, tcp, peer, &app, &clients, &limits, &stats,
             ));
             let (conn, expiry) = match accepted.await {
-                Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_stop),
+                Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_signal),
                 None => return,
             };
             until_expiry(conn, expiry, peer).await;
         });
     }
     drop(listener);
-    drop(h1_stop);
     // HTTP/1.1 connections finish their answer in flight and end their
     // watches; HTTP/2 ones are told by hyper.
-    let _ = h1_shutdown.send(true);
+    h1_stop.stop();
     let both = async {
-        tokio::join!(graceful.shutdown(), h1_shutdown.closed());
+        tokio::join!(graceful.shutdown(), h1_stop.closed());
     };
     tokio::select! {
         () = both => {}
