@@ -126,6 +126,10 @@ enum Cmd {
         /// The watched key.
         #[arg(long, default_value = "/bench/watched")]
         watch_key: String,
+        /// Writes, each waking every watcher (which then watches again on
+        /// its connection).
+        #[arg(long, default_value_t = 1)]
+        wakes: usize,
     },
     /// One access decision, timed call by call.
     Decide {
@@ -242,7 +246,8 @@ fn main() {
             pid,
             n,
             watch_key,
-        } => rt.block_on(watchers(tls, addr, pid, n, watch_key)),
+            wakes,
+        } => rt.block_on(watchers(tls, addr, pid, n, watch_key, wakes)),
         Cmd::Decide {
             config,
             cert,
@@ -803,54 +808,93 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// One long-poll watcher on its own connection. No HTTP client: the
-/// request is written by hand and the answer read as bytes, so that the
-/// load generator's cost per event stays well below either server's. The
-/// watcher is armed when the answer's head has arrived (both servers send
-/// it when the watch is registered); it is woken by the first bytes after
-/// the head. Returns when it was woken (`None`: the connection ended
-/// first) and the connection.
-async fn raw_watch(
-    addr: &str,
-    connector: &TlsConnector,
-    target: &str,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    armed: tokio::sync::mpsc::UnboundedSender<()>,
-) -> (Option<Instant>, tokio_rustls::client::TlsStream<TcpStream>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tcp = TcpStream::connect(addr).await.expect("watcher connect");
-    tcp.set_nodelay(true).expect("nodelay");
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let mut s = connector.connect(name, tcp).await.expect("watcher TLS");
-    s.write_all(format!("GET {target} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await
-        .expect("watch");
-    let mut buf = [0u8; 2048];
-    let mut head = Vec::new();
-    let after_head = loop {
-        let n = s.read(&mut buf).await.expect("watch answer");
-        if n == 0 {
-            drop(permit);
-            let _ = armed.send(());
-            return (None, s);
+/// Where a watcher's connection stands.
+struct WatchConn {
+    s: tokio_rustls::client::TlsStream<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl WatchConn {
+    async fn read_more(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 2048];
+        match self.s.read(&mut chunk).await {
+            Ok(n) if n > 0 => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            _ => false,
         }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break head.len() - (end + 4);
-        }
-    };
-    drop(permit);
-    let _ = armed.send(());
-    if after_head > 0 {
-        return (Some(Instant::now()), s);
-    }
-    match s.read(&mut buf).await {
-        Ok(n) if n > 0 => (Some(Instant::now()), s),
-        _ => (None, s),
     }
 }
 
-async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> String {
+/// One long-poll watcher on its own keep-alive connection, watching once
+/// per wake. No HTTP client: requests are written by hand and answers read
+/// as bytes, so that the load generator's cost per event stays well below
+/// either server's. A watch is armed when its answer's head has arrived
+/// (both servers send it when the watch is registered), and woken by the
+/// first bytes after the head; the next watch is sent once the answer has
+/// ended and `go` reaches its wake. Returns the connection (kept open
+/// until all are measured: the servers' teardown is not part of a wake).
+#[allow(clippy::too_many_arguments)]
+async fn watcher(
+    addr: String,
+    connector: TlsConnector,
+    target: impl Fn(usize) -> String,
+    wakes: usize,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    armed: tokio::sync::mpsc::UnboundedSender<()>,
+    woken: tokio::sync::mpsc::UnboundedSender<(usize, Instant)>,
+    mut go: tokio::sync::watch::Receiver<usize>,
+) -> Option<WatchConn> {
+    use tokio::io::AsyncWriteExt;
+    let tcp = TcpStream::connect(&addr).await.expect("watcher connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let s = connector.connect(name, tcp).await.expect("watcher TLS");
+    let mut c = WatchConn { s, buf: Vec::new() };
+    let mut permit = Some(permit);
+    for wake in 0..wakes {
+        if wake > 0 && go.wait_for(|g| *g >= wake).await.is_err() {
+            return Some(c);
+        }
+        let req = format!("GET {} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n", target(wake));
+        c.s.write_all(req.as_bytes()).await.expect("watch");
+        c.buf.clear();
+        let head_end = loop {
+            if let Some(end) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            if !c.read_more().await {
+                drop(permit.take());
+                let _ = armed.send(());
+                return None;
+            }
+        };
+        drop(permit.take());
+        let _ = armed.send(());
+        if c.buf.len() == head_end && !c.read_more().await {
+            return None;
+        }
+        let _ = woken.send((wake, Instant::now()));
+        if wake + 1 < wakes {
+            // Keep-alive: the answer (chunked) must end before the next.
+            let head = String::from_utf8_lossy(&c.buf[..head_end]).to_ascii_lowercase();
+            assert!(
+                head.contains("chunked"),
+                "a watch answer that is not chunked: {head}"
+            );
+            while !c.buf.ends_with(b"0\r\n\r\n") {
+                if !c.read_more().await {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(c)
+}
+
+async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String, wakes: usize) -> String {
     let connector = TlsConnector::from(client_config(&tls));
     let mut writer = connect(&addr, &connector).await.expect("connect");
     let r = writer
@@ -866,77 +910,119 @@ async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String) -> St
     r.into_body().collect().await.expect("body");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(pid);
-    // Arm: connect 64 at a time; a watcher is armed when its answer's
-    // headers have arrived (both servers send them when the watch is
-    // registered).
+    // Arm: connect 64 at a time.
     // KEYGATE_BENCH_IDLE=1: a plain GET instead of a watch (the cost of an
-    // idle connection alone, for comparison).
+    // idle connection alone, for comparison; one wake).
     let idle = std::env::var("KEYGATE_BENCH_IDLE").is_ok_and(|v| v == "1");
-    let target = if idle {
-        format!("/v2/keys{key}")
-    } else {
-        format!("/v2/keys{key}?wait=true&waitIndex={}", index + 1)
-    };
+    let wakes = if idle { 1 } else { wakes.max(1) };
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let (armed_tx, mut armed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut woken = Vec::new();
+    let (woken_tx, mut woken_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (go_tx, go_rx) = tokio::sync::watch::channel(0usize);
+    let mut conns = Vec::new();
     for _ in 0..n {
         let permit = sem.clone().acquire_owned().await.expect("sem");
-        let connector = connector.clone();
-        let addr = addr.clone();
-        let target = target.clone();
-        let armed_tx = armed_tx.clone();
-        woken.push(tokio::spawn(async move {
-            let (at, s) = raw_watch(&addr, &connector, &target, permit, armed_tx).await;
-            // The connection stays open (returned with the time) until all
-            // are measured: the server's teardown is not part of the wake.
-            (at, s)
-        }));
-    }
-    drop(armed_tx);
-    let arm_started = Instant::now();
-    let mut armed = 0;
-    while armed < n {
-        match tokio::time::timeout(Duration::from_secs(60), armed_rx.recv()).await {
-            Ok(Some(())) => armed += 1,
-            _ => break,
-        }
-    }
-    let arm_secs = arm_started.elapsed().as_secs_f64();
-    eprintln!("armed {armed}; writing in 2 s");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_armed = rss_kib(pid);
-    let (server0, client0) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
-    let t0 = Instant::now();
-    let r = writer
-        .send_request(request("PUT", &format!("/v2/keys{key}"), "value=1"))
-        .await
-        .expect("put");
-    r.into_body().collect().await.expect("body");
-    let mut wake: Vec<f64> = Vec::new();
-    let mut open = Vec::new();
-    for w in woken {
-        if let Ok(Ok((at, s))) = tokio::time::timeout(Duration::from_secs(60), w).await {
-            if let Some(at) = at {
-                wake.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+        let key = key.clone();
+        // Wake k is the k-th write after the first.
+        let target = move |wake: usize| {
+            if idle {
+                format!("/v2/keys{key}")
+            } else {
+                format!(
+                    "/v2/keys{key}?wait=true&waitIndex={}",
+                    index + 1 + wake as u64
+                )
             }
-            open.push(s);
+        };
+        conns.push(tokio::spawn(watcher(
+            addr.clone(),
+            connector.clone(),
+            target,
+            wakes,
+            permit,
+            armed_tx.clone(),
+            woken_tx.clone(),
+            go_rx.clone(),
+        )));
+    }
+    drop((armed_tx, woken_tx));
+    let mut arm_secs = 0.0;
+    let mut rss_armed = 0;
+    let mut armed = 0;
+    let mut results = Vec::new();
+    for wake in 0..wakes {
+        let _ = go_tx.send(wake);
+        let arm_started = Instant::now();
+        armed = 0;
+        while armed < n {
+            match tokio::time::timeout(Duration::from_secs(60), armed_rx.recv()).await {
+                Ok(Some(())) => armed += 1,
+                _ => break,
+            }
+        }
+        if wake == 0 {
+            arm_secs = arm_started.elapsed().as_secs_f64();
+            eprintln!("armed {armed}; writing in 2 s");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rss_armed = rss_kib(pid);
+        } else {
+            eprintln!("armed {armed} again; writing in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let (server0, client0) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
+        let t0 = Instant::now();
+        let r = writer
+            .send_request(request(
+                "PUT",
+                &format!("/v2/keys{key}"),
+                &format!("value={}", wake + 1),
+            ))
+            .await
+            .expect("put");
+        r.into_body().collect().await.expect("body");
+        let mut wake_ms: Vec<f64> = Vec::new();
+        while wake_ms.len() < armed {
+            match tokio::time::timeout(Duration::from_secs(60), woken_rx.recv()).await {
+                Ok(Some((w, at))) if w == wake => {
+                    wake_ms.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3)
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let (server1, client1) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
+        eprintln!("wake {wake}: woken {}", wake_ms.len());
+        wake_ms.sort_by(f64::total_cmp);
+        results.push(serde_json::json!({
+            "woken": wake_ms.len(),
+            "last_ms": wake_ms.last().copied().unwrap_or(f64::NAN),
+            "p50_ms": percentile(&wake_ms, 0.5),
+            "server_cpu_ms": server1 - server0,
+            "client_cpu_ms": client1 - client0,
+        }));
+        if wake_ms.len() < armed {
+            break;
         }
     }
-    let (server1, client1) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
-    eprintln!("woken {}", wake.len());
+    let mut open = Vec::new();
+    for c in conns {
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(10), c).await {
+            open.push(c);
+        }
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(open);
-    wake.sort_by(f64::total_cmp);
+    let first = &results[0];
     serde_json::json!({
         "watchers": n,
-        "wake_server_cpu_ms": server1 - server0,
-        "wake_client_cpu_ms": client1 - client0,
+        "wake_server_cpu_ms": first["server_cpu_ms"],
+        "wake_client_cpu_ms": first["client_cpu_ms"],
         "armed": armed,
         "arm_secs": arm_secs,
-        "woken": wake.len(),
-        "wake_last_ms": wake.last().copied().unwrap_or(f64::NAN),
-        "wake_p50_ms": percentile(&wake, 0.5),
+        "woken": first["woken"],
+        "wake_last_ms": first["last_ms"],
+        "wake_p50_ms": first["p50_ms"],
+        "wakes": results,
         "rss_before_kib": rss_before,
         "rss_armed_kib": rss_armed,
         "bytes_per_watcher": (rss_armed.saturating_sub(rss_before) * 1024) as f64 / n as f64,
