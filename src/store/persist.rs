@@ -29,9 +29,11 @@
 //! At open, every record is checked before anything is written. A record
 //! cut short at the very end of the file (a crash during an append that was
 //! therefore never acknowledged) is a torn tail and is cut off, with a
-//! warning; trailing zeros are cut off silently. Any other damage — a bad checksum, a bad header, a length that
-//! does not match its complement — refuses to start: it is never resolved
-//! by silently dropping acknowledged writes.
+//! warning; trailing zeros are cut off silently. Any other damage — a bad
+//! checksum, a bad header, a length that does not match its complement —
+//! refuses to start: it is never resolved by silently dropping
+//! acknowledged writes. (A block write torn by a power loss leaves a
+//! record followed by zeros rather than cut short: that refuses too.)
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
