@@ -10,30 +10,28 @@ use std::time::Duration;
 use keygate::store::tree::Node;
 use keygate::store::{Journal, Mutation, Store, WriteOp};
 
-/// A slow disk: each sync takes `delay`; `durable` is the index the last
-/// successful sync made durable. Syncs after the `fail_from`th fail.
+/// A slow disk: each commit takes `delay`; `durable` is the index the
+/// last successful commit made durable. Commits from the `fail_from`th on
+/// fail.
 struct SlowJournal {
     delay: Duration,
-    pending: u64,
     durable: Arc<AtomicU64>,
     syncs: Arc<AtomicU64>,
     fail_from: u64,
 }
 
 impl Journal for SlowJournal {
-    fn append(&mut self, _m: &[Mutation], index: u64) -> std::io::Result<()> {
-        assert!(index > self.pending, "batches appended out of order");
-        self.pending = index;
-        Ok(())
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
+    fn commit(&mut self, _m: &[Mutation], index: u64) -> std::io::Result<()> {
+        assert!(
+            index > self.durable.load(Ordering::SeqCst),
+            "batches committed out of order"
+        );
         std::thread::sleep(self.delay);
         let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.fail_from {
             return Err(std::io::Error::other("disk gone"));
         }
-        self.durable.store(self.pending, Ordering::SeqCst);
+        self.durable.store(index, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -59,7 +57,6 @@ fn start(delay_ms: u64, fail_from: u64) -> (Store, Arc<AtomicU64>, Arc<AtomicU64
         0,
         Box::new(SlowJournal {
             delay: Duration::from_millis(delay_ms),
-            pending: 0,
             durable: durable.clone(),
             syncs: syncs.clone(),
             fail_from,

@@ -8,15 +8,11 @@ use std::time::Duration;
 use keygate::store::tree::Node;
 use keygate::store::{now_nanos, Journal, Mutation, Store, WriteOp};
 
-/// Syncs once, fails every sync after.
+/// Commits the first batch, fails every one after.
 struct FailsAfterFirst(u32);
 
 impl Journal for FailsAfterFirst {
-    fn append(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
+    fn commit(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
         self.0 += 1;
         if self.0 == 1 {
             Ok(())

@@ -171,22 +171,12 @@ pub fn apply_mutation(root: &mut Arc<Node>, m: &Mutation) {
 
 /// Where committed batches go before they become visible.
 pub trait Journal: Send {
-    /// Adds a batch's mutations, and the store index after them, to what
-    /// the next [`sync`](Journal::sync) makes durable.
-    fn append(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()>;
+    /// Makes the batch's mutations, and the store index after them,
+    /// durable. An error fails the whole batch, and the store refuses
+    /// writes from then on.
+    fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()>;
 
-    /// Makes every batch appended since the last sync durable: the commit
-    /// point. An error fails all of them, and the store refuses writes
-    /// from then on.
-    fn sync(&mut self) -> std::io::Result<()>;
-
-    /// One batch appended and made durable.
-    fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
-        self.append(mutations, index)?;
-        self.sync()
-    }
-
-    /// Called after each successful sync, once its answers are sent,
+    /// Called after each successful commit, once its answers are sent,
     /// with the tree and index it produced (compaction's hook).
     fn committed(&mut self, _root: &Arc<Node>, _index: u64) {}
 
@@ -198,11 +188,7 @@ pub trait Journal: Send {
 pub struct MemoryJournal;
 
 impl Journal for MemoryJournal {
-    fn append(&mut self, _mutations: &[Mutation], _index: u64) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
+    fn commit(&mut self, _mutations: &[Mutation], _index: u64) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -123,7 +123,7 @@ pub struct LogJournal {
     /// (`O_DSYNC`) and, where the filesystem allows, bypasses the page
     /// cache (`O_DIRECT`).
     out: File,
-    /// The records appended since the last sync.
+    /// A commit's record.
     buf: Vec<u8>,
     /// Bytes of records in the journal file (zeros follow).
     len: u64,
@@ -637,10 +637,10 @@ fn aligned(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
 }
 
 impl LogJournal {
-    /// Writes the appended records after the last, with one synchronous
+    /// Writes the record in `buf` after the last, with one synchronous
     /// write of whole blocks: the last partial block again (the same
-    /// bytes), the records, zeros to the block's end.
-    fn write_records(&mut self) -> std::io::Result<()> {
+    /// bytes), the record, zeros to the block's end.
+    fn write_record(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let start = self.len - self.tail.len() as u64;
         let used = self.tail.len() + self.buf.len();
@@ -650,7 +650,7 @@ impl LogJournal {
             block[..self.tail.len()].copy_from_slice(&self.tail);
             block[self.tail.len()..used].copy_from_slice(&self.buf);
             block[used..].fill(0);
-            // The commit point: nothing appended is visible before it.
+            // The commit point: nothing of the batch is visible before it.
             self.out.write_all_at(block, start)
         });
         match res {
@@ -662,8 +662,8 @@ impl LogJournal {
                 self.tail.extend_from_slice(&block[used - keep..used]);
             }
             Err(_) => {
-                // The batches are answered as failed: do not let them come
-                // back at the next start (best effort; a failed write is
+                // The batch is answered as failed: do not let it come back
+                // at the next start (best effort; a failed write is
                 // not retried).
                 let _ = self.file.set_len(self.len);
                 let _ = self.file.sync_all();
@@ -683,22 +683,22 @@ impl LogJournal {
         }
         let step = (self.allocated + PREALLOC_BYTES).max(end);
         let zeros = [0u8; 64 << 10];
-        let fill = |to: u64| -> std::io::Result<()> {
+        let fill = |to: u64| -> std::io::Result<u64> {
             let mut at = self.allocated;
             while at < to {
                 let n = (to - at).min(zeros.len() as u64) as usize;
                 self.file.write_all_at(&zeros[..n], at)?;
                 at += n as u64;
             }
-            self.file.sync_data()
+            self.file.sync_data().map(|()| to)
         };
         let res = fill(step).or_else(|_| {
             let _ = self.file.set_len(self.allocated);
             fill(end)
         });
         match res {
-            Ok(()) => {
-                self.allocated = self.file.metadata()?.len();
+            Ok(to) => {
+                self.allocated = to;
                 Ok(())
             }
             Err(e) => {
@@ -847,19 +847,13 @@ impl LogJournal {
 }
 
 impl Journal for LogJournal {
-    fn append(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
+    fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
         if let Some(why) = &self.broken {
             return Err(std::io::Error::other(why.clone()));
         }
-        put_record_with(&mut self.buf, |buf| encode_batch(buf, index, mutations))
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        let res = match &self.broken {
-            Some(why) => Err(std::io::Error::other(why.clone())),
-            None => self.write_records(),
-        };
         self.buf.clear();
+        put_record_with(&mut self.buf, |buf| encode_batch(buf, index, mutations))?;
+        let res = self.write_record();
         if self.buf.capacity() > KEEP_BUFFER_BYTES {
             // An import's one large record: do not keep its buffers.
             self.buf = Vec::new();
@@ -1146,7 +1140,7 @@ mod tests {
         assert!(!dir.path().join(SNAP_TMP).exists());
     }
 
-    /// Commits of every size, one or several batches per sync, across
+    /// Commits of every size (one to four mutations each), across
     /// block boundaries, preallocation steps and a compaction; then a
     /// crash (no close): the zeros kept ahead of the records are no torn
     /// tail, and every commit is back.
@@ -1165,6 +1159,7 @@ mod tests {
         let mut index = 0;
         while index < 3000 {
             let before = j.len;
+            let mut batch = Vec::new();
             for _ in 0..=next(3) {
                 index += 1;
                 let m = Mutation::Put {
@@ -1174,10 +1169,10 @@ mod tests {
                     expiration: None,
                     value: Some("x".repeat(next(9000) as usize).into()),
                 };
-                j.append(std::slice::from_ref(&m), index).unwrap();
                 apply_mutation(&mut root, &m);
+                batch.push(m);
             }
-            j.sync().unwrap();
+            j.commit(&batch, index).unwrap();
             assert!(j.len > before && j.allocated >= j.len);
             assert_eq!(j.tail.len() as u64, j.len % BLOCK as u64);
             j.committed(&root, index);
