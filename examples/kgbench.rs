@@ -783,17 +783,20 @@ async fn load(l: Load) -> String {
     .to_string()
 }
 
-/// CPU time (user + system) of a process, ms.
+/// CPU time of a process, ms: the sum of its threads' time on a CPU as the
+/// scheduler accounts it (nanoseconds; `/proc/PID/stat` counts 10 ms ticks,
+/// too coarse for a wake of 100 ms). Threads that ended are not counted:
+/// both servers keep theirs for the whole run.
 fn cpu_ms(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1.to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks * 10.0) // USER_HZ is 100 on Linux
-        })
-        .unwrap_or(f64::NAN)
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return f64::NAN;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e6
 }
 
 fn rss_kib(pid: u32) -> u64 {
