@@ -443,6 +443,10 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
     let store: &Store = &app.store;
     match req_ref.method() {
         KeysMethod::Get | KeysMethod::Head if req_ref.is_watch() => {
+            // A client that reads every key sees every event whole: its
+            // watch is not filtered (neither as the writer delivers nor as
+            // each event is written).
+            let filtered = filtered && !grants.reads_all();
             let interest: Option<Interest> = filtered.then(|| {
                 let g = grants.clone();
                 Arc::new(move |e: &Event| g.sees(e)) as Interest

@@ -243,11 +243,12 @@ where
 {
     if carry.is_empty() {
         // Idle: wait for the first byte, the idle timeout or shutdown.
-        deadline.set(Instant::now() + limits.idle_timeout);
+        let now = Instant::now();
+        deadline.set(now + limits.idle_timeout);
         let first = tokio::select! {
             biased;
             r = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_fill_buf(cx).map_ok(|b| b.is_empty())) => r,
-            _ = deadline.passed() => return Ok(None),
+            _ = deadline.passed(Some(now)) => return Ok(None),
             () = stop.stopping() => return Ok(None),
         };
         match first {
@@ -274,6 +275,12 @@ where
 /// least `step` ahead of its moment, so the timer never fires late; a busy
 /// connection pays for a clock read per request instead of registering
 /// and cancelling timers.
+///
+/// Nor does waiting touch it, once armed: a timer keeps the waker of its
+/// last poll until it fires, and it never fires before its moment, so
+/// until then polling it again would only read its memory (cold, in a
+/// connection that waited long: 10,000 watches woken at once each paid
+/// for it).
 struct Deadline {
     sleep: Pin<Box<tokio::time::Sleep>>,
     /// The timer's own deadline, kept here: moving the deadline reads no
@@ -281,6 +288,9 @@ struct Deadline {
     fires: Instant,
     at: Instant,
     step: Duration,
+    /// The timer holds this connection's waker: it was polled, and has
+    /// not been seen to fire since.
+    armed: bool,
 }
 
 impl Deadline {
@@ -292,6 +302,7 @@ impl Deadline {
             fires: at,
             at,
             step,
+            armed: false,
         }
     }
 
@@ -304,21 +315,41 @@ impl Deadline {
     }
 
     fn reset(&mut self, at: Instant) {
+        // The timer keeps its waker across a reset (and one reset into
+        // the past fires at once, waking it).
         self.fires = at;
         self.sleep.as_mut().reset(at);
     }
 
-    /// Completes once the deadline has passed.
-    async fn passed(&mut self) {
+    /// Ready once the deadline has passed. `now`: the time, if the caller
+    /// has just read it.
+    fn poll_passed(&mut self, cx: &mut Context<'_>, now: Option<Instant>) -> Poll<()> {
+        let mut now = now.unwrap_or_else(Instant::now);
         loop {
-            self.sleep.as_mut().await;
-            let now = Instant::now();
+            if self.armed && now < self.fires {
+                return Poll::Pending;
+            }
+            // Unconstrained: a poll refused for the task's budget would
+            // not leave the waker with the timer.
+            let mut sleep = tokio::task::unconstrained(self.sleep.as_mut());
+            if Pin::new(&mut sleep).poll(cx).is_pending() {
+                self.armed = true;
+                return Poll::Pending;
+            }
+            self.armed = false;
+            now = Instant::now();
             if now >= self.at {
-                return;
+                return Poll::Ready(());
             }
             let next = self.at.min(now + self.step);
             self.reset(next);
         }
+    }
+
+    /// Completes once the deadline has passed; `now` as in `poll_passed`,
+    /// for the first poll.
+    fn passed(&mut self, mut now: Option<Instant>) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| self.poll_passed(cx, now.take()))
     }
 
     /// `f`'s output, or `None` if the deadline passes first.
@@ -326,7 +357,7 @@ impl Deadline {
         tokio::select! {
             biased;
             out = f => Some(out),
-            _ = self.passed() => None,
+            _ = self.passed(None) => None,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
@@ -92,11 +93,30 @@ async fn until_expiry(
     expiry: std::time::Duration,
     peer: std::net::SocketAddr,
 ) {
-    tokio::select! {
-        () = conn => {}
-        () = tokio::time::sleep(expiry) => {
-            tracing::info!(%peer, "client certificate expired: connection closed");
+    let at = tokio::time::Instant::now() + expiry;
+    let mut conn = std::pin::pin!(conn);
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(at));
+    // The timer is polled once, then only when its moment may have come:
+    // it keeps the waker of its last poll until it fires, never before
+    // `at`, and polling it at every wake of the connection would read its
+    // memory (cold in a connection that waited long) each time.
+    let mut armed = false;
+    let expired = std::future::poll_fn(|cx| {
+        if conn.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
         }
+        if armed && tokio::time::Instant::now() < at {
+            return Poll::Pending;
+        }
+        armed = true;
+        // Unconstrained: a poll refused for the task's budget would not
+        // leave the waker with the timer.
+        let mut sleep = tokio::task::unconstrained(sleep.as_mut());
+        Pin::new(&mut sleep).poll(cx).map(|()| true)
+    })
+    .await;
+    if expired {
+        tracing::info!(%peer, "client certificate expired: connection closed");
     }
 }
 

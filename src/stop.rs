@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -42,6 +42,12 @@ pub struct StopSignal {
     inner: Arc<Inner>,
     slot: Arc<Slot>,
     id: u64,
+    /// The waker in the slot, by identity (its data and vtable addresses;
+    /// 0 when none): a connection polls with the same waker every time, so
+    /// its slot (cold memory, in a connection that waited long) is locked
+    /// only to store a new one. The slot's clone keeps the waker's task
+    /// alive, so no other waker can have the same addresses meanwhile.
+    stored: (AtomicUsize, AtomicUsize),
 }
 
 /// Locks; a poisoned lock holds consistent data (each change is one
@@ -79,6 +85,7 @@ impl Stopper {
             inner: self.inner.clone(),
             slot,
             id,
+            stored: (AtomicUsize::new(0), AtomicUsize::new(0)),
         }
     }
 
@@ -121,12 +128,22 @@ impl StopSignal {
         if self.is_stopping() {
             return Poll::Ready(());
         }
+        // Only `stop` takes the waker out of the slot, after setting
+        // `stopping`, which was checked above; so a waker stored once stays.
+        let waker = cx.waker();
+        let id = (waker.data() as usize, waker.vtable() as *const _ as usize);
+        if (
+            self.stored.0.load(Ordering::Relaxed),
+            self.stored.1.load(Ordering::Relaxed),
+        ) != id
         {
-            let mut waker = lock(&self.slot.waker);
-            match &*waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *waker = Some(cx.waker().clone()),
+            let mut slot = lock(&self.slot.waker);
+            match &*slot {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *slot = Some(waker.clone()),
             }
+            self.stored.0.store(id.0, Ordering::Relaxed);
+            self.stored.1.store(id.1, Ordering::Relaxed);
         }
         if self.is_stopping() {
             Poll::Ready(())
@@ -184,6 +201,36 @@ mod tests {
             assert!(t.is_finished());
             t.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_signal_polled_again_or_by_another_task_is_still_woken() {
+        let stopper = Stopper::new();
+        let signal = stopper.signal();
+        // Polled several times by one task (the sleep wakes it in between),
+        // then handed to another task, which waits with its own waker.
+        let signal = tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::select! {
+                    () = signal.stopping() => panic!("stopped before the stop"),
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+            }
+            signal
+        })
+        .await
+        .unwrap();
+        let waiting = tokio::spawn(async move {
+            signal.stopping().await;
+            signal.is_stopping()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        stopper.stop();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(stopped
+            .expect("the stop did not wake the new task")
+            .unwrap());
     }
 
     #[tokio::test]

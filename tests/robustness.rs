@@ -1079,6 +1079,74 @@ async fn idle_and_slow_connections_are_closed() {
     s.assert_alive().await;
 }
 
+/// Reads until the connection closes; how long that took. Panics past 10 s.
+async fn time_until_closed(tls: &mut TlsStream<TcpStream>) -> Duration {
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
+        .await
+        .expect("an idle connection was not closed");
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    started.elapsed()
+}
+
+/// Reads a one-shot watch's answer to the end of its chunked body.
+async fn read_watch_answer(tls: &mut TlsStream<TcpStream>, raw: &mut Vec<u8>) {
+    while !raw.ends_with(b"\r\n0\r\n\r\n") {
+        let mut b = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut b))
+            .await
+            .expect("no event")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(raw));
+        raw.extend_from_slice(&b[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(raw).contains("\"action\":\"set\""),
+        "{:?}",
+        String::from_utf8_lossy(raw)
+    );
+}
+
+// The idle timeout holds after a watch ends, whether the connection's
+// timer came due while the watch waited (it is not watched then) or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_after_a_watch_is_closed() {
+    let mut s = Server::start("idle_timeout = \"1s\"\nrequest_timeout = \"2s\"").await;
+    for (key, waited) in [("/v2/keys/long", 2500), ("/v2/keys/short", 100)] {
+        let (mut tls, mut raw) = open_watch(&s, key).await;
+        tokio::time::sleep(Duration::from_millis(waited)).await;
+        // A new writer each time: an idle one is closed after 1 s too.
+        let mut c = s.client().await;
+        assert_eq!(c.req("PUT", key, Some("value=1")).await.status, 201);
+        read_watch_answer(&mut tls, &mut raw).await;
+        let idle = time_until_closed(&mut tls).await;
+        assert!(
+            idle >= Duration::from_millis(900) && idle < Duration::from_secs(4),
+            "watch on {key} woken after {waited} ms: closed after {idle:?} idle"
+        );
+    }
+    // Served again in between: the timer, left armed by the first wait, is
+    // still the one that closes the connection.
+    let (mut tls, mut raw) = open_watch(&s, "/v2/keys/again").await;
+    let mut c = s.client().await;
+    assert_eq!(
+        c.req("PUT", "/v2/keys/again", Some("value=1")).await.status,
+        201
+    );
+    read_watch_answer(&mut tls, &mut raw).await;
+    tls.write_all(b"GET /v2/keys/sentinel HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answers(&mut tls, 1).await[0].0, 200);
+    let idle = time_until_closed(&mut tls).await;
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(4),
+        "{idle:?}"
+    );
+    s.assert_alive().await;
+}
+
 /// A raw HTTP/1.1 watch on `path`, with its head read (a watch sends its
 /// head at once): the connection and the bytes read so far.
 async fn open_watch(s: &Server, path: &str) -> (TlsStream<TcpStream>, Vec<u8>) {

@@ -205,6 +205,11 @@ impl Grants {
                     .any(|p| self.read.map.contains_key(p)))
     }
 
+    /// Whether the client may read every key (a read prefix `/`).
+    pub fn reads_all(&self) -> bool {
+        self.read.covering("/").is_some()
+    }
+
     /// Whether the client may read `key`.
     pub fn can_read(&self, key: &str) -> bool {
         self.read.covering(key).is_some()
