@@ -29,11 +29,15 @@
 //! At open, every record is checked before anything is written. A record
 //! cut short at the very end of the file (a crash during an append that was
 //! therefore never acknowledged) is a torn tail and is cut off, with a
-//! warning; trailing zeros are cut off silently. Any other damage — a bad
-//! checksum, a bad header, a length that does not match its complement —
-//! refuses to start: it is never resolved by silently dropping
-//! acknowledged writes. (A block write torn by a power loss leaves a
-//! record followed by zeros rather than cut short: that refuses too.)
+//! warning; trailing zeros are cut off silently. So is a record cut short
+//! by the zeros after it when they begin at a sector boundary inside it: a
+//! block write torn by a power loss, its first sectors written and the
+//! rest still the zeros laid down ahead (the record's last byte, the end
+//! of its JSON, is never zero). Any other damage — a bad checksum, a bad
+//! header, a length that does not match its complement, zeros that begin
+//! inside a record's last sector, a hole of zeros with bytes after it (a
+//! torn write whose sectors landed out of order refuses too) — refuses to
+//! start: it is never resolved by silently dropping acknowledged writes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -68,6 +72,9 @@ const KEEP_BUFFER_BYTES: usize = 1 << 20;
 /// Commits write whole blocks of this size, at offsets that are multiples
 /// of it (what direct I/O asks for).
 const BLOCK: usize = 4096;
+/// The unit a disk writes whole: a write torn by a power loss is torn at
+/// multiples of it.
+const SECTOR: usize = 512;
 /// The journal file grows by this much at a time, zero-filled ahead of
 /// the records: a commit then writes blocks that already exist, and its
 /// sync never has to change the file's size (a journal commit of the
@@ -436,6 +443,32 @@ pub fn write_snapshot(dir: &Path, root: &Arc<Node>, index: u64) -> std::io::Resu
     Ok(size)
 }
 
+/// Whether the record at `at`, cut short at `records_end` (where the
+/// file's trailing zeros begin), is the torn tail of a write that never
+/// completed: cut by the end of the file, or by zeros that begin at a
+/// sector boundary inside it. Zeros that begin inside the record's last
+/// sector are not explained by a torn write (its bytes up to the end of
+/// its JSON would be there), so they are damage.
+fn torn_write(bytes: &[u8], at: usize, records_end: usize) -> bool {
+    let rest = &bytes[at..];
+    // The record's end as its header claims it, when the whole header is
+    // there and consistent; otherwise the header's own end.
+    let claimed = match rest.get(..RECORD_HEADER) {
+        Some(h) if &h[..4] == MAGIC => {
+            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let not_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+            if len == !not_len {
+                RECORD_HEADER + len as usize
+            } else {
+                RECORD_HEADER
+            }
+        }
+        _ => RECORD_HEADER,
+    };
+    let end = at + claimed;
+    end > bytes.len() || end > records_end.div_ceil(SECTOR) * SECTOR
+}
+
 fn damaged(path: &Path, offset: usize, what: &str) -> String {
     format!(
         "{}: damaged at byte {offset} ({what}): keygate will not start on a store whose acknowledged writes cannot be read back; restore {} from a backup (or move it away to start empty)",
@@ -468,6 +501,11 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             FILE
         ));
     }
+    // Where the zeros after the last non-zero byte begin (the journal's
+    // header ends with a zero byte).
+    let records_end = (bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count())
+        .max(HEADER.len())
+        .min(bytes.len());
     let mut index = snapshot_index.unwrap_or(0);
     let mut records = 0u64;
     let mut good = 0usize;
@@ -490,16 +528,23 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
         good = HEADER.len();
         let mut last = 0u64;
         loop {
-            let rest = &bytes[good..];
+            // Records are read up to the zeros after the last of them.
+            let rest = &bytes[good..records_end];
             if rest.is_empty() {
                 break;
             }
-            if rest.iter().all(|b| *b == 0) {
-                break; // zero-filled tail of an interrupted append
-            }
             let (payload, end) = match frame(rest) {
                 Frame::Whole(p, e) => (p, e),
-                Frame::Torn => break, // cut short at the very end: torn
+                Frame::Torn => {
+                    if torn_write(&bytes, good, records_end) {
+                        break;
+                    }
+                    return Err(damaged(
+                        &path,
+                        good,
+                        "a record ends in zeros that a torn write does not explain",
+                    ));
+                }
                 Frame::Bad(what) => return Err(damaged(&path, good, what)),
             };
             let batch: Batch = serde_json::from_slice(payload)
@@ -537,13 +582,8 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
         }
     }
     // What follows the last record: zeros (the space a running journal
-    // fills ahead of its records), or a torn tail.
-    let after = &bytes[good.max(HEADER.len()).min(bytes.len())..];
-    let torn_bytes = if after.iter().all(|b| *b == 0) {
-        0
-    } else {
-        after.len() as u64
-    };
+    // fills ahead of its records), after a torn tail or not.
+    let torn_bytes = records_end.saturating_sub(good.max(HEADER.len())) as u64;
     // Everything is checked: only now write (remove what an interrupted
     // compaction left, cut a torn tail, or start a new file).
     for tmp in [SNAP_TMP, LOG_TMP] {
@@ -569,7 +609,7 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             tracing::warn!(
                 file = %path.display(),
                 bytes = torn_bytes,
-                "cutting off the torn tail of an interrupted, never acknowledged append"
+                "cutting off the torn tail of an interrupted, never acknowledged write"
             );
         }
         // The zeros go too: the space ahead is made again when needed.
@@ -1193,6 +1233,102 @@ mod tests {
         assert!(rec.snapshot_index.is_some());
         assert_eq!(rows(&rec.root), rows(&root));
         assert_eq!(j.allocated, j.len);
+    }
+
+    /// A journal of acknowledged commits left by a crash (the zeros kept
+    /// ahead of the records after them), whose records end at 8 bytes
+    /// before a sector boundary: the directory, the tree, the last index
+    /// and where the records end.
+    fn crashed_journal() -> (tempfile::TempDir, Arc<Node>, u64, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut j) = open(dir.path(), 1 << 20).unwrap();
+        let mut root = Arc::new(Node::dir(0, None));
+        fill(&mut j, 1, 20, &mut root);
+        // One more commit, sized so that the records end where wanted.
+        let record = |index: u64, n: usize| Mutation::Put {
+            key: "/pad".into(),
+            created: index,
+            modified: index,
+            expiration: None,
+            value: Some("p".repeat(n).into()),
+        };
+        let mut probe = Vec::new();
+        encode_batch(&mut probe, 21, &[record(21, 0)]);
+        let size = RECORD_HEADER + probe.len();
+        let pad = (SECTOR - 8 + SECTOR - (j.len as usize + size) % SECTOR) % SECTOR;
+        let m = record(21, pad);
+        j.commit(std::slice::from_ref(&m), 21).unwrap();
+        apply_mutation(&mut root, &m);
+        let len = j.len as usize;
+        assert_eq!(len % SECTOR, SECTOR - 8);
+        assert!(j.allocated as usize > len + 4 * SECTOR);
+        drop(j);
+        (dir, root, 21, len)
+    }
+
+    /// The record a 22nd commit would have written (several sectors long).
+    fn next_record() -> Vec<u8> {
+        let m = Mutation::Put {
+            key: "/next".into(),
+            created: 22,
+            modified: 22,
+            expiration: None,
+            value: Some("n".repeat(3000).into()),
+        };
+        let mut payload = Vec::new();
+        encode_batch(&mut payload, 22, &[m]);
+        let mut rec = Vec::new();
+        put_record(&mut rec, &payload).unwrap();
+        rec
+    }
+
+    fn write_at(dir: &Path, at: usize, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let f = OpenOptions::new().write(true).open(dir.join(FILE)).unwrap();
+        f.write_all_at(bytes, at as u64).unwrap();
+    }
+
+    /// A power loss during a commit's block write: the sectors before a
+    /// boundary reached the disk, the rest are still the zeros laid down
+    /// ahead. The torn record is cut off, every acknowledged one kept.
+    #[test]
+    fn a_block_write_torn_at_a_sector_boundary_is_cut_off() {
+        let rec = next_record();
+        // The boundary inside the record's header (8 bytes of it written),
+        // then inside its payload (one sector and 8 bytes of it written).
+        for kept in [8, 8 + SECTOR] {
+            let (dir, root, index, len) = crashed_journal();
+            write_at(dir.path(), len, &rec[..kept]);
+            let (recovered, j) = open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(recovered.index, index, "{kept} bytes written");
+            // Counted up to its last byte that is not zero.
+            let torn = kept - rec[..kept].iter().rev().take_while(|b| **b == 0).count();
+            assert_eq!(recovered.torn_bytes, torn as u64, "{kept} bytes written");
+            assert_eq!(rows(&recovered.root), rows(&root));
+            assert_eq!(j.len as usize, len);
+            let on_disk = std::fs::metadata(dir.path().join(FILE)).unwrap().len();
+            assert_eq!(on_disk as usize, len, "the torn tail and the zeros are cut");
+        }
+    }
+
+    /// Zeros that a torn write does not explain refuse to start: the end of
+    /// an acknowledged record zeroed inside its last sector, and a torn
+    /// record whose later sector landed while an earlier one did not.
+    #[test]
+    fn zeros_that_no_torn_write_explains_refuse() {
+        let (dir, _, _, len) = crashed_journal();
+        write_at(dir.path(), len - 3, &[0, 0, 0]);
+        let err = open(dir.path(), 1 << 20).err().expect("refused");
+        assert!(err.contains("ends in zeros"), "{err}");
+
+        let (dir, _, _, len) = crashed_journal();
+        let rec = next_record();
+        // The header's sector and the third one written; the second not.
+        write_at(dir.path(), len, &rec[..8]);
+        let third = len + 8 + SECTOR;
+        write_at(dir.path(), third, &rec[third - len..third - len + SECTOR]);
+        let err = open(dir.path(), 1 << 20).err().expect("refused");
+        assert!(err.contains(&format!("damaged at byte {len}")), "{err}");
     }
 
     #[test]
