@@ -1126,8 +1126,8 @@ async fn a_connection_idle_after_a_watch_is_closed() {
             "watch on {key} woken after {waited} ms: closed after {idle:?} idle"
         );
     }
-    // Served again in between: the timer, left armed by the first wait, is
-    // still the one that closes the connection.
+    // A request answered on the connection after its watch: the idle
+    // timeout counts from that answer.
     let (mut tls, mut raw) = open_watch(&s, "/v2/keys/again").await;
     let mut c = s.client().await;
     assert_eq!(
