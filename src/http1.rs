@@ -267,6 +267,31 @@ where
     }
 }
 
+/// Polls `sleep`, due at `due`, unless it already holds this task's waker
+/// (`armed`) and `now` (read here when `None`) is before `due`: a timer
+/// keeps the waker of its last poll until it fires, and it never fires
+/// before its moment, so until then polling it again would only read its
+/// memory (cold, in a connection that waited long: 10,000 watches woken at
+/// once each paid for it). `armed` is set by a pending poll and cleared
+/// when the timer fires.
+pub(crate) fn poll_timer(
+    sleep: Pin<&mut tokio::time::Sleep>,
+    due: Instant,
+    armed: &mut bool,
+    now: Option<Instant>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if *armed && now.unwrap_or_else(Instant::now) < due {
+        return Poll::Pending;
+    }
+    // Unconstrained: a poll refused for the task's budget would not leave
+    // the waker with the timer.
+    let mut sleep = tokio::task::unconstrained(sleep);
+    let polled = Pin::new(&mut sleep).poll(cx);
+    *armed = polled.is_pending();
+    polled
+}
+
 /// A connection's one timer, for its idle and request deadlines.
 ///
 /// Moving a deadline does not touch the timer: the timer is armed at most
@@ -275,12 +300,7 @@ where
 /// least `step` ahead of its moment, so the timer never fires late; a busy
 /// connection pays for a clock read per request instead of registering
 /// and cancelling timers.
-///
-/// Nor does waiting touch it, once armed: a timer keeps the waker of its
-/// last poll until it fires, and it never fires before its moment, so
-/// until then polling it again would only read its memory (cold, in a
-/// connection that waited long: 10,000 watches woken at once each paid
-/// for it).
+/// Nor does waiting touch it once armed (`poll_timer`).
 struct Deadline {
     sleep: Pin<Box<tokio::time::Sleep>>,
     /// The timer's own deadline, kept here: moving the deadline reads no
@@ -323,21 +343,17 @@ impl Deadline {
 
     /// Ready once the deadline has passed. `now`: the time, if the caller
     /// has just read it.
-    fn poll_passed(&mut self, cx: &mut Context<'_>, now: Option<Instant>) -> Poll<()> {
-        let mut now = now.unwrap_or_else(Instant::now);
+    fn poll_passed(&mut self, cx: &mut Context<'_>, mut now: Option<Instant>) -> Poll<()> {
         loop {
-            if self.armed && now < self.fires {
-                return Poll::Pending;
-            }
-            // Unconstrained: a poll refused for the task's budget would
-            // not leave the waker with the timer.
-            let mut sleep = tokio::task::unconstrained(self.sleep.as_mut());
-            if Pin::new(&mut sleep).poll(cx).is_pending() {
-                self.armed = true;
-                return Poll::Pending;
-            }
-            self.armed = false;
-            now = Instant::now();
+            let timer = self.sleep.as_mut();
+            std::task::ready!(poll_timer(
+                timer,
+                self.fires,
+                &mut self.armed,
+                now.take(),
+                cx
+            ));
+            let now = Instant::now();
             if now >= self.at {
                 return Poll::Ready(());
             }

@@ -96,23 +96,13 @@ async fn until_expiry(
     let at = tokio::time::Instant::now() + expiry;
     let mut conn = std::pin::pin!(conn);
     let mut sleep = std::pin::pin!(tokio::time::sleep_until(at));
-    // The timer is polled once, then only when its moment may have come:
-    // it keeps the waker of its last poll until it fires, never before
-    // `at`, and polling it at every wake of the connection would read its
-    // memory (cold in a connection that waited long) each time.
+    // The timer is polled only when its moment may have come.
     let mut armed = false;
     let expired = std::future::poll_fn(|cx| {
         if conn.as_mut().poll(cx).is_ready() {
             return Poll::Ready(false);
         }
-        if armed && tokio::time::Instant::now() < at {
-            return Poll::Pending;
-        }
-        armed = true;
-        // Unconstrained: a poll refused for the task's budget would not
-        // leave the waker with the timer.
-        let mut sleep = tokio::task::unconstrained(sleep.as_mut());
-        Pin::new(&mut sleep).poll(cx).map(|()| true)
+        crate::http1::poll_timer(sleep.as_mut(), at, &mut armed, None, cx).map(|()| true)
     })
     .await;
     if expired {

@@ -181,6 +181,14 @@ enum Frame<'a> {
     Bad(&'static str),
 }
 
+/// The payload length a whole record header gives, if it matches its
+/// complement.
+fn checked_len(header: &[u8]) -> Option<u32> {
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let not_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    (len == !not_len).then_some(len)
+}
+
 fn frame(rest: &[u8]) -> Frame<'_> {
     if rest.len() < RECORD_HEADER {
         if MAGIC.starts_with(&rest[..rest.len().min(4)]) {
@@ -191,11 +199,9 @@ fn frame(rest: &[u8]) -> Frame<'_> {
     if &rest[..4] != MAGIC {
         return Frame::Bad("bad record header");
     }
-    let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    let not_len = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
-    if len != !not_len {
+    let Some(len) = checked_len(&rest[..RECORD_HEADER]) else {
         return Frame::Bad("record length does not match its check");
-    }
+    };
     let crc = u32::from_le_bytes([rest[12], rest[13], rest[14], rest[15]]);
     let end = RECORD_HEADER + len as usize;
     if rest.len() < end {
@@ -454,17 +460,9 @@ fn torn_write(bytes: &[u8], at: usize, records_end: usize) -> bool {
     // The record's end as its header claims it, when the whole header is
     // there and consistent; otherwise the header's own end.
     let claimed = match rest.get(..RECORD_HEADER) {
-        Some(h) if &h[..4] == MAGIC => {
-            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let not_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
-            if len == !not_len {
-                RECORD_HEADER + len as usize
-            } else {
-                RECORD_HEADER
-            }
-        }
-        _ => RECORD_HEADER,
-    };
+        Some(h) if &h[..4] == MAGIC => checked_len(h).map_or(0, |len| len as usize),
+        _ => 0,
+    } + RECORD_HEADER;
     let end = at + claimed;
     end > bytes.len() || end > records_end.div_ceil(SECTOR) * SECTOR
 }
