@@ -18,10 +18,17 @@ use common::{require, start_etcd, Client, Keygate, Pki};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/differential");
 
-fn spawn_recorder(url: &str, pki: &Pki, client: &common::CertFiles) -> std::process::Child {
+fn spawn_recorder(
+    url: &str,
+    pki: &Pki,
+    client: &common::CertFiles,
+    corpus: &Path,
+) -> std::process::Child {
     Command::new("python3")
         .arg(Path::new(DIR).join("record.py"))
         .args(["--url", url, "--self-url", url])
+        .arg("--corpus")
+        .arg(corpus)
         .arg("--cacert")
         .arg(&pki.ca)
         .arg("--cert")
@@ -86,8 +93,11 @@ fn departures() -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn corpus_matches_etcd() {
+/// Runs `corpus` against a fresh etcd 3.4 and a fresh keygate and returns
+/// the recorded answers of each, by sequence.
+type Recorded = BTreeMap<String, Vec<(String, String)>>;
+
+fn record_both(corpus: &Path) -> (Recorded, Recorded) {
     require("etcd");
     require("python3");
     let pki = Arc::new(Pki::new());
@@ -104,8 +114,8 @@ fn corpus_matches_etcd() {
         assert_eq!(r.status, 201, "{}", r.body);
     });
 
-    let e = spawn_recorder(&etcd.url, &pki, &client);
-    let k = spawn_recorder(&kg.url(), &pki, &client);
+    let e = spawn_recorder(&etcd.url, &pki, &client, corpus);
+    let k = spawn_recorder(&kg.url(), &pki, &client, corpus);
     let e = e.wait_with_output().unwrap();
     let k = k.wait_with_output().unwrap();
     assert!(
@@ -120,29 +130,24 @@ fn corpus_matches_etcd() {
     );
     let e = blocks(&String::from_utf8_lossy(&e.stdout));
     let k = blocks(&String::from_utf8_lossy(&k.stdout));
-    let corpus = std::fs::read_to_string(Path::new(DIR).join("corpus.txt")).unwrap();
+    let corpus = std::fs::read_to_string(corpus).unwrap();
     let sequences = corpus.lines().filter(|l| l.starts_with("###")).count();
-    assert!(
-        sequences >= 100,
-        "the corpus must hold at least 100 sequences"
-    );
     assert_eq!(e.len(), sequences, "etcd run did not record every sequence");
     assert_eq!(
         k.len(),
         sequences,
         "keygate run did not record every sequence"
     );
+    (e, k)
+}
 
-    let departures = departures();
-    let excluded = |seq: &str, req: &str| {
-        departures
-            .iter()
-            .any(|(s, r)| s == seq && (r == "*" || req.starts_with(r.as_str())))
-    };
+/// Compares the answers, skipping those `excluded`; panics listing every
+/// difference.
+fn compare(e: &Recorded, k: &Recorded, excluded: impl Fn(&str, &str) -> bool) -> usize {
     let mut compared = 0;
     let mut skipped = 0;
     let mut failures = Vec::new();
-    for (seq, eb) in &e {
+    for (seq, eb) in e {
         let kb = &k[seq];
         assert_eq!(
             eb.len(),
@@ -164,7 +169,8 @@ fn corpus_matches_etcd() {
         }
     }
     eprintln!(
-        "differential: {sequences} sequences, {compared} answers compared, {skipped} excluded as SPEC departures"
+        "differential: {} sequences, {compared} answers compared, {skipped} excluded as SPEC departures",
+        e.len()
     );
     assert!(
         failures.is_empty(),
@@ -172,4 +178,46 @@ fn corpus_matches_etcd() {
         failures.len(),
         failures.join("\n")
     );
+    compared
+}
+
+#[test]
+fn corpus_matches_etcd() {
+    let corpus = Path::new(DIR).join("corpus.txt");
+    let (e, k) = record_both(&corpus);
+    assert!(
+        e.len() >= 100,
+        "the corpus must hold at least 100 sequences"
+    );
+    let departures = departures();
+    compare(&e, &k, |seq, req| {
+        departures
+            .iter()
+            .any(|(s, r)| s == seq && (r == "*" || req.starts_with(r.as_str())))
+    });
+}
+
+/// Random sequences (`random_corpus.py`) over a few colliding keys: every
+/// answer the same as etcd's. `KEYGATE_RANDOM_SEEDS=4,5,6` tries other
+/// seeds (a failure names its sequence: `### random SEED N`).
+#[test]
+fn random_sequences_match_etcd() {
+    let seeds = std::env::var("KEYGATE_RANDOM_SEEDS").unwrap_or_else(|_| "1,2,3".into());
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("random.txt");
+    let mut text = String::new();
+    for seed in seeds.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let out = Command::new("python3")
+            .arg(Path::new(DIR).join("random_corpus.py"))
+            .args([seed, "30", "20"])
+            .output()
+            .expect("python3 (run .ci/run)");
+        assert!(out.status.success(), "random_corpus.py {seed} failed");
+        text.push_str(&String::from_utf8(out.stdout).unwrap());
+    }
+    std::fs::write(&corpus, text).unwrap();
+    let (e, k) = record_both(&corpus);
+    let compared = compare(&e, &k, |_, _| false);
+    // 30 sequences of 21 requests per seed.
+    assert!(compared >= 600, "only {compared} answers compared");
 }
