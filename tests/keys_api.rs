@@ -7638,3 +7638,41 @@ async fn connect_and_upgrade_are_400() {
         json!({"cause": "/up", "errorCode": 100, "index": 0, "message": "Key not found"}),
     );
 }
+
+// ==== history scans: a deleted directory is an ancestor segment-wise
+// A departure (SPEC §3.2, "Prefixes"): etcd 3.4.23 answers the watch on
+// /d/ab below with the delete of the directory /d/a (its history scan
+// matches the directory as a plain string prefix of the watched key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_scan_takes_deleted_directories_as_ancestors_by_segment() {
+    let mut s = Seq::new().await;
+    let r = s.req("PUT", "/v2/keys/d/a/x", Some("value=1")).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = s.req("DELETE", "/v2/keys/d/a?recursive=true", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = s.req("PUT", "/v2/keys/d/ab", Some("value=2")).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let dir_deleted = json!({"action": "delete", "node": {"createdIndex": 1, "dir": true, "key": "/d/a", "modifiedIndex": 2}, "prevNode": {"createdIndex": 1, "dir": true, "key": "/d/a", "modifiedIndex": 1}});
+    // /d/ab is not below /d/a: its first event is its own set.
+    for target in [
+        "/v2/keys/d/ab?wait=true&waitIndex=1",
+        "/v2/keys/d/ab?wait=true&waitIndex=1&recursive=true",
+    ] {
+        let r = s.req("GET", target, None).await;
+        ok(
+            &r,
+            200,
+            3,
+            json!({"action": "set", "node": {"createdIndex": 3, "key": "/d/ab", "modifiedIndex": 3, "value": "2"}}),
+        );
+    }
+    // Keys below /d/a (whether they existed or not) see its delete.
+    for target in [
+        "/v2/keys/d/a/x?wait=true&waitIndex=2",
+        "/v2/keys/d/a/x/y?wait=true&waitIndex=2",
+        "/v2/keys/d/a/never?wait=true&waitIndex=1",
+    ] {
+        let r = s.req("GET", target, None).await;
+        ok(&r, 200, 3, dir_deleted.clone());
+    }
+}
