@@ -1965,3 +1965,258 @@ async fn watch_skips_removal_of_directory_outside_view() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ---------------------------------------------------------------------------
+// Random operations by several identities at once
+
+/// xorshift64*: a failure names its seed, and the seed replays it.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len())]
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Who acts in `random_operations_leak_nothing`: the keys it names (its
+/// own and `SHARED`), and its marks. Every value it writes holds its
+/// `value` mark and every key of its own its `key` mark, so another's mark
+/// in an answer is a leak. Admin writes only where none of the others may
+/// read.
+struct Actor {
+    who: &'static str,
+    value: &'static str,
+    key: &'static str,
+    own: &'static [&'static str],
+}
+
+const ACTORS: &[Actor] = &[
+    Actor {
+        who: "team-a",
+        value: "av",
+        key: "ak",
+        own: &[
+            "/team-a/ak1",
+            "/team-a/ak2",
+            "/team-a/d/ak3",
+            "/team-a/_ak4",
+            "/team-a/d",
+        ],
+    },
+    Actor {
+        who: "team-b",
+        value: "bv",
+        key: "bk",
+        own: &[
+            "/team-b/bk1",
+            "/team-b/bk2",
+            "/team-b/d/bk3",
+            "/team-b/_bk4",
+            "/team-b/d",
+        ],
+    },
+    Actor {
+        who: "deep",
+        value: "dv",
+        key: "dk",
+        own: &["/x/y/dk1", "/x/y/d/dk2", "/x/y", "/x/_h/dk3"],
+    },
+    Actor {
+        who: "writer-only",
+        value: "wv",
+        key: "wk",
+        own: &["/wo/wk1", "/wo/d/wk2", "/p/q/wk3", "/wo"],
+    },
+    Actor {
+        who: "admin",
+        value: "sv",
+        key: "sk",
+        own: &[
+            "/x/sk1",
+            "/x/skd/sk2",
+            "/_sys/sk3",
+            "/team-ab/sk4",
+            "/_sk5",
+            "/wo/sk6",
+            "/p/q/sk7",
+        ],
+    },
+];
+
+/// Keys every identity names: above, beside and inside every prefix.
+const SHARED: &[&str] = &[
+    "/",
+    "/team-a",
+    "/team-b",
+    "/team-ab",
+    "/x",
+    "/x/y",
+    "/x/_h",
+    "/_sys",
+    "/_sys/deep",
+    "/wo",
+    "/wo/k",
+    "/p",
+    "/p/q",
+    "/p/q/k",
+    "/team-a/k",
+    "/team-b/k",
+    "/x/y/k",
+    "/nope",
+];
+
+/// A random request of `actor` at step `n`: method (`WATCH` for a GET with
+/// `wait`), target, body, and the value it sends.
+fn random_request(
+    rng: &mut Rng,
+    actor: &Actor,
+    n: usize,
+) -> (&'static str, String, Option<String>, Option<String>) {
+    // Admin writes only its own keys (nobody else may read them).
+    let key = if actor.who == "admin" || rng.chance(60) {
+        rng.pick(actor.own)
+    } else {
+        rng.pick(SHARED)
+    };
+    let value = format!("{}{n}", actor.value);
+    let earlier = format!("{}{}", actor.value, rng.below(n + 1));
+    let mut q: Vec<String> = Vec::new();
+    let (method, body) = match rng.below(if actor.who == "admin" { 40 } else { 100 }) {
+        0..=29 => {
+            match rng.below(8) {
+                0 => q.push("prevExist=false".into()),
+                1 => q.push("prevExist=true".into()),
+                2 => q.push(format!("prevValue={earlier}")),
+                3 => q.push(format!("prevIndex={}", rng.below(n + 2))),
+                4 => q.push("ttl=1000".into()),
+                _ => {}
+            }
+            ("PUT", Some(format!("value={value}")))
+        }
+        30..=34 => {
+            q.push("dir=true".into());
+            ("PUT", None)
+        }
+        35..=39 => ("POST", Some(format!("value={value}"))),
+        40..=54 => {
+            match rng.below(6) {
+                0 => q.push("recursive=true".into()),
+                1 => q.push("dir=true".into()),
+                2 => q.push(format!("prevValue={earlier}")),
+                3 => q.push(format!("prevIndex={}", rng.below(n + 2))),
+                _ => {}
+            }
+            ("DELETE", None)
+        }
+        55..=59 => ("HEAD", None),
+        60..=93 => {
+            if rng.chance(50) {
+                q.push("recursive=true".into());
+            }
+            if rng.chance(50) {
+                q.push("sorted=true".into());
+            }
+            ("GET", None)
+        }
+        _ => {
+            q.push("wait=true".into());
+            q.push(format!("waitIndex={}", 1 + rng.below(n + 1)));
+            if rng.chance(50) {
+                q.push("recursive=true".into());
+            }
+            ("WATCH", None)
+        }
+    };
+    let target = format!(
+        "/v2/keys{key}{}{}",
+        if q.is_empty() { "" } else { "?" },
+        q.join("&")
+    );
+    let sent = body.as_ref().map(|_| value);
+    (method, target, body, sent)
+}
+
+/// Identities write, read, list and watch at random, interleaved, over
+/// keys above, beside and inside each other's prefixes (SPEC §3.2, §7):
+/// no answer to one identity shows another's keys or values, a denial is
+/// always the exact 403, nothing answers 5xx, and a client that may write
+/// but not read sees no stored value (its own earlier ones included) and
+/// no `prevNode`. `KEYGATE_ISOLATION_SEEDS=3,4` runs other seeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_operations_leak_nothing() {
+    let seeds = std::env::var("KEYGATE_ISOLATION_SEEDS").unwrap_or_else(|_| "1,2".into());
+    for seed in seeds.split(',').map(|s| s.trim().parse::<u64>().unwrap()) {
+        let mut env = Env::new().await;
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let (mut shown, mut denied) = (0, 0);
+        for n in 0..600 {
+            let actor = &ACTORS[rng.below(ACTORS.len())];
+            let (method, target, body, sent) = random_request(&mut rng, actor, n);
+            let what = format!(
+                "seed {seed} step {n}: {} {method} {target} {body:?}",
+                actor.who
+            );
+            let r = if method == "WATCH" {
+                // History answers at once; a watch still waiting after
+                // 200 ms is dropped (nothing it could show has come).
+                let mut w = env.watch(actor.who, &target).await;
+                let line = w.line(Duration::from_millis(200)).await;
+                Resp {
+                    status: w.status,
+                    headers: w.headers.clone(),
+                    body: line.unwrap_or_default(),
+                }
+            } else {
+                env.req(actor.who, method, &target, body.as_deref()).await
+            };
+            assert!(r.status < 500, "{what}: {r:?}");
+            // etcd's own 403s (102 "Not a file", 108 "Directory not
+            // empty") are answers; a denial is the 110.
+            let denial =
+                r.status == 403 && (method == "HEAD" || r.body.contains("\"errorCode\":110"));
+            if denial {
+                if method == "HEAD" {
+                    assert_eq!(r.header("x-etcd-index"), Some("0"), "{what}");
+                    assert_eq!(r.body, "", "{what}");
+                } else {
+                    assert_denied(&r, &what);
+                }
+                denied += 1;
+                continue;
+            }
+            if actor.who == "admin" {
+                continue;
+            }
+            shown += 1;
+            let mut forbidden: Vec<&str> = ACTORS
+                .iter()
+                .filter(|a| a.who != actor.who)
+                .flat_map(|a| [a.value, a.key])
+                .collect();
+            let mut seen = r.clone();
+            if actor.who == "writer-only" {
+                if let Some(v) = &sent {
+                    seen.body = seen.body.replace(&format!("\"value\":\"{v}\""), "");
+                }
+                forbidden.extend(["\"value\"", "prevNode", actor.value]);
+            }
+            assert_clean(&seen, &forbidden, &what);
+        }
+        // Both kinds of answer came up often.
+        assert!(
+            shown > 200 && denied > 50,
+            "seed {seed}: {shown} shown, {denied} denied"
+        );
+    }
+}
