@@ -12,6 +12,8 @@
 //! - `watch_*`: filtering of watches and history.
 //! - `other_endpoints`: stats (admin only) and the endpoints every client may use.
 //! - `canonicalization`: the key decided on is the key the store touches.
+//! - `random_operations_leak_nothing`: five identities' random requests,
+//!   interleaved, never show one another's keys or values.
 
 mod common;
 
@@ -2084,7 +2086,7 @@ fn random_request(
     n: usize,
 ) -> (&'static str, String, Option<String>, Option<String>) {
     // Admin writes only its own keys (nobody else may read them).
-    let key = if actor.who == "admin" || rng.chance(60) {
+    let mut key = if actor.who == "admin" || rng.chance(60) {
         rng.pick(actor.own)
     } else {
         rng.pick(SHARED)
@@ -2092,7 +2094,7 @@ fn random_request(
     let value = format!("{}{n}", actor.value);
     let earlier = format!("{}{}", actor.value, rng.below(n + 1));
     let mut q: Vec<String> = Vec::new();
-    let (method, body) = match rng.below(if actor.who == "admin" { 40 } else { 100 }) {
+    let (method, body) = match rng.below(if actor.who == "admin" { 40 } else { 110 }) {
         0..=29 => {
             match rng.below(8) {
                 0 => q.push("prevExist=false".into()),
@@ -2130,6 +2132,10 @@ fn random_request(
             ("GET", None)
         }
         _ => {
+            // Most watches above the prefixes, where others' events pass.
+            if rng.chance(60) {
+                key = rng.pick(&["/", "/x", "/_sys", "/p", "/team-a", "/team-b"]);
+            }
             q.push("wait=true".into());
             q.push(format!("waitIndex={}", 1 + rng.below(n + 1)));
             if rng.chance(50) {
