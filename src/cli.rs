@@ -129,10 +129,25 @@ pub fn main() -> i32 {
     match res {
         Ok(()) => 0,
         Err(msg) => {
-            eprintln!("keygate: {msg}");
+            eprintln!("keygate: {}", one_line(&msg));
             2
         }
     }
+}
+
+/// `msg` on one line, as the error contract promises: a control character
+/// (a newline or a terminal escape in a path from the config, say) is
+/// written escaped (`\n`, `\u{1b}`).
+fn one_line(msg: &str) -> String {
+    msg.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn check(path: &Path) -> Result<(), String> {

@@ -418,3 +418,205 @@ fn dev_ca_guard() {
         "warned {warned}, listening {listening}"
     );
 }
+
+#[test]
+fn control_characters_in_an_error_stay_on_one_line() {
+    let s = Setup::new();
+    let path = s.variant(
+        &format!("cert = {:?}", s.pki.server.cert),
+        "cert = \"x\\ny\\u001b[31m\\u0000.pem\"",
+    );
+    let line = one_line_error(&check(&path));
+    assert!(line.contains("tls.cert"), "{line:?}");
+    assert!(line.contains(r"x\ny\u{1b}[31m\u{0}.pem"), "{line:?}");
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+}
+
+/// Every field of the config, each set (SPEC §3).
+fn full_config(s: &Setup) -> String {
+    format!(
+        "[server]\n\
+         listen = \"127.0.0.1:1\"\n\
+         advertise_url = \"https://127.0.0.1:1\"\n\
+         ops_listen = \"127.0.0.1:2\"\n\
+         max_connections = 100\n\
+         max_connections_per_identity = 10\n\
+         max_watches_per_identity = 10\n\
+         max_streams_per_connection = 100\n\
+         handshake_timeout = \"10s\"\n\
+         request_timeout = \"1m30s\"\n\
+         idle_timeout = \"120s\"\n\
+         shutdown_timeout = \"500ms\"\n\
+         max_body_bytes = 1572864\n\
+         max_header_bytes = 16384\n\
+         max_header_count = 100\n\
+         \n\
+         [tls]\n\
+         cert = {:?}\n\
+         key = {:?}\n\
+         client_ca = {:?}\n\
+         crl = []\n\
+         min_version = \"1.2\"\n\
+         \n\
+         [backend]\n\
+         kind = \"embedded\"\n\
+         data_dir = \"data\"\n\
+         \n\
+         [log]\n\
+         format = \"json\"\n\
+         audit = true\n\
+         \n\
+         [roles.team-a]\n\
+         read = [\"/team-a\"]\n\
+         write = [\"/team-a\"]\n\
+         \n\
+         [roles.admin]\n\
+         read = [\"/\"]\n\
+         write = [\"/\"]\n\
+         admin = true\n\
+         \n\
+         [[bind]]\n\
+         cn = \"team-a-*\"\n\
+         roles = [\"team-a\"]\n\
+         \n\
+         [[bind]]\n\
+         uri = \"spiffe://example.org/ns/ops/*\"\n\
+         ou = \"platform\"\n\
+         roles = [\"admin\", \"team-a\"]\n",
+        s.pki.server.cert, s.pki.server.key, s.pki.ca
+    )
+}
+
+/// Values a user might put anywhere.
+const ODD_VALUES: &[&str] = &[
+    "\"\"",
+    "\"5x\"",
+    "\"-1s\"",
+    "\"99999999999999999999h\"",
+    "-1",
+    "0",
+    "1.5",
+    "18446744073709551616",
+    "true",
+    "[]",
+    "[1]",
+    "{}",
+    "{ a = 1 }",
+    "\"/\"",
+    "\"//x\"",
+    "\"relative\"",
+    "\"127.0.0.1:99999\"",
+    "\"[::1]:2379\"",
+    "\"0.0.0.0:2379\"",
+    "\"http://x\"",
+    "\"1.1\"",
+    "\"upstream\"",
+    "[\"https://10.0.0.1:2379\"]",
+    "[\"/a\", \"/a\"]",
+    "[\"no-slash\"]",
+    "\"*\"",
+    "\"\\u0000\"",
+    "\"\\\"\"",
+    "'single'",
+    "\"\"\"multi\nline\"\"\"",
+];
+
+/// Random edits of a complete valid config: lines removed, repeated or
+/// swapped, values replaced by odd ones, bytes changed. `check` either
+/// accepts the result (exit 0, no panic) or refuses it with the error
+/// contract: one line, exit 2. `KEYGATE_CONFIG_SEEDS=2,3` runs other seeds
+/// (200 configs each).
+#[test]
+fn random_config_edits_get_one_line_errors() {
+    let s = Setup::new();
+    let base = full_config(&s);
+    let out = check(&s.write("keygate.toml", &base));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the full config is valid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seeds = std::env::var("KEYGATE_CONFIG_SEEDS").unwrap_or_else(|_| "1".into());
+    let (mut accepted, mut refused) = (0, 0);
+    for seed in seeds.split(',').map(|v| v.trim().parse::<u64>().unwrap()) {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut below = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for i in 0..200 {
+            let mut lines: Vec<String> = base.lines().map(str::to_string).collect();
+            for _ in 0..1 + below(3) {
+                let at = below(lines.len());
+                match below(6) {
+                    0 => {
+                        lines.remove(at);
+                    }
+                    1 => {
+                        let l = lines[at].clone();
+                        lines.insert(at, l);
+                    }
+                    2 => {
+                        let other = below(lines.len());
+                        lines.swap(at, other);
+                    }
+                    3 | 4 => {
+                        if let Some((k, _)) = lines[at].split_once(" = ") {
+                            lines[at] = format!("{k} = {}", ODD_VALUES[below(ODD_VALUES.len())]);
+                        }
+                    }
+                    _ => {
+                        let mut b = lines[at].clone().into_bytes();
+                        if !b.is_empty() {
+                            let j = below(b.len());
+                            b[j] = b"[]{}=\"'#., \\\x00\xff"[below(14)];
+                        }
+                        lines[at] = String::from_utf8_lossy(&b).into_owned();
+                    }
+                }
+                if lines.is_empty() {
+                    lines.push(String::new());
+                }
+            }
+            let text = lines.join("\n") + "\n";
+            let path = s.write("keygate.toml", &text);
+            let out = check(&path);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("seed {seed} config {i}:\n{text}\nstderr: {stderr}");
+            match out.status.code() {
+                Some(0) => {
+                    assert!(!stderr.contains("panicked"), "{what}");
+                    accepted += 1;
+                }
+                Some(2) => {
+                    let line = one_line_error(&out);
+                    // It names the file or the field.
+                    assert!(
+                        [
+                            "keygate.toml",
+                            "server.",
+                            "tls.",
+                            "backend.",
+                            "log.",
+                            "roles",
+                            "bind"
+                        ]
+                        .iter()
+                        .any(|f| line.contains(f)),
+                        "{what}"
+                    );
+                    assert!(!line.chars().any(char::is_control), "{what}");
+                    refused += 1;
+                }
+                other => panic!("exit status {other:?}; {what}"),
+            }
+        }
+    }
+    assert!(
+        accepted > 10 && refused > 50,
+        "{accepted} accepted, {refused} refused"
+    );
+}
