@@ -175,6 +175,8 @@ fn malformed_import_is_refused_and_writes_nothing() {
         ("nonode.json", "{\"action\":\"get\"}"),
         ("nokey.json", "{\"node\":{\"dir\":true,\"nodes\":[{\"value\":\"x\",\"createdIndex\":1,\"modifiedIndex\":1}]}}"),
         ("foreign.json", "{\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/a/b\",\"value\":\"x\",\"createdIndex\":1,\"modifiedIndex\":1}]}}"),
+        // Listed without its index, it would not import again.
+        ("zeroindex.json", "{\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/a\",\"value\":\"x\",\"createdIndex\":1,\"modifiedIndex\":0}]}}"),
     ] {
         let f = dir.path().join(name);
         std::fs::write(&f, text).unwrap();
@@ -297,4 +299,254 @@ fn a_recursive_get_from_etcd_3_4_imports_as_the_same_tree() {
             .collect();
         assert_eq!(values, ["first", "second", "third"]);
     });
+}
+
+/// A dump with every kind of node: nested and empty directories, hidden
+/// keys, a TTL'd key and directory, in-order keys.
+fn sample_dump() -> serde_json::Value {
+    serde_json::json!({
+        "action": "get",
+        "etcdIndex": 9,
+        "node": {"dir": true, "nodes": [
+            {"key": "/a", "dir": true, "createdIndex": 2, "modifiedIndex": 2, "nodes": [
+                {"key": "/a/_h", "value": "h", "createdIndex": 4, "modifiedIndex": 4},
+                {"key": "/a/b", "value": "x\n\"é", "createdIndex": 2, "modifiedIndex": 3},
+                {"key": "/a/c", "dir": true, "createdIndex": 5, "modifiedIndex": 5, "nodes": [
+                    {"key": "/a/c/d", "value": "", "createdIndex": 5, "modifiedIndex": 5}
+                ]}
+            ]},
+            {"key": "/d", "dir": true, "expiration": "2099-01-01T00:00:00Z", "ttl": 100, "createdIndex": 6, "modifiedIndex": 6},
+            {"key": "/q", "dir": true, "createdIndex": 7, "modifiedIndex": 7, "nodes": [
+                {"key": "/q/00000000000000000008", "value": "1", "createdIndex": 8, "modifiedIndex": 8}
+            ]},
+            {"key": "/t", "value": "v", "expiration": "2099-01-01T00:00:00.5Z", "ttl": 100, "createdIndex": 9, "modifiedIndex": 9}
+        ]}
+    })
+}
+
+/// One step into a JSON value.
+#[derive(Clone)]
+enum Step {
+    Field(String),
+    Item(usize),
+}
+
+/// The paths of every object in `v`.
+fn object_paths(v: &serde_json::Value, here: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            out.push(here.clone());
+            for (k, child) in m {
+                here.push(Step::Field(k.clone()));
+                object_paths(child, here, out);
+                here.pop();
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                here.push(Step::Item(i));
+                object_paths(child, here, out);
+                here.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn at_mut<'a>(mut v: &'a mut serde_json::Value, path: &[Step]) -> &'a mut serde_json::Value {
+    for step in path {
+        v = match step {
+            Step::Field(k) => &mut v[k.as_str()],
+            Step::Item(i) => &mut v[*i],
+        };
+    }
+    v
+}
+
+/// Odd JSON a field might hold.
+fn odd_value(pick: usize) -> serde_json::Value {
+    use serde_json::json;
+    [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(0),
+        json!(1.5),
+        json!(u64::MAX),
+        json!(18446744073709551615u64),
+        json!(""),
+        json!("x"),
+        json!("/"),
+        json!("//a"),
+        json!("/a/../b"),
+        json!("/a/b/"),
+        json!("/zz"),
+        json!("2000-01-01T00:00:00Z"),
+        json!("not a time"),
+        json!([]),
+        json!([{}]),
+        json!({}),
+        json!({"key": "/a"}),
+    ][pick % 20]
+        .clone()
+}
+
+/// Random edits of a valid dump (fields removed, replaced by odd values,
+/// nodes repeated or moved, keys renamed): `import` either loads it —
+/// and then what `export` writes imports again to the same export — or
+/// refuses it in one line naming the file, with no store written; never a
+/// panic. `KEYGATE_IMPORT_SEEDS=6,7` runs other seeds (150 dumps each).
+#[test]
+fn random_edits_of_a_dump_import_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let config_in = |name: &str| {
+        let d = dir.path().join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let c = d.join("keygate.toml");
+        std::fs::write(
+            &c,
+            format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n[backend]\ndata_dir = \"data\"\n",
+                pki.server.cert, pki.server.key, pki.ca
+            ),
+        )
+        .unwrap();
+        c
+    };
+    let seeds = std::env::var("KEYGATE_IMPORT_SEEDS").unwrap_or_else(|_| "1,2,3,4,5".into());
+    let (mut loaded, mut refused) = (0, 0);
+    for seed in seeds.split(',').map(|v| v.trim().parse::<u64>().unwrap()) {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut below = move |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for i in 0..150 {
+            let mut dump = sample_dump();
+            for _ in 0..1 + below(3) {
+                // A random object of the dump (the root's node included).
+                let mut paths = Vec::new();
+                object_paths(&dump, &mut Vec::new(), &mut paths);
+                let path = &paths[below(paths.len())];
+                let m = at_mut(&mut dump, path).as_object_mut().unwrap();
+                let fields = [
+                    "key",
+                    "value",
+                    "dir",
+                    "nodes",
+                    "createdIndex",
+                    "modifiedIndex",
+                    "expiration",
+                    "ttl",
+                    "node",
+                    "etcdIndex",
+                ];
+                let field = fields[below(fields.len())];
+                match below(4) {
+                    0 => {
+                        m.remove(field);
+                    }
+                    1 => {
+                        m.insert(field.to_string(), odd_value(below(20)));
+                    }
+                    2 => {
+                        // Repeat or move a child.
+                        if let Some(serde_json::Value::Array(nodes)) = m.get_mut("nodes") {
+                            if !nodes.is_empty() {
+                                let n = nodes[below(nodes.len())].clone();
+                                nodes.push(n);
+                            }
+                        }
+                    }
+                    _ => {
+                        if m.contains_key("key") {
+                            let keys = [
+                                "/a",
+                                "/a/b",
+                                "/a/b/x",
+                                "/q/00000000000000000008",
+                                "/_x",
+                                "/a/c/d/e",
+                                "/new",
+                            ];
+                            m.insert("key".into(), serde_json::json!(keys[below(keys.len())]));
+                        }
+                    }
+                }
+            }
+            let text = serde_json::to_string(&dump).unwrap();
+            let file = dir.path().join(format!("dump-{seed}-{i}.json"));
+            std::fs::write(&file, &text).unwrap();
+            let config = config_in("one");
+            let data = config.parent().unwrap().join("data");
+            let out = keygate(&[
+                "import",
+                "--config",
+                config.to_str().unwrap(),
+                file.to_str().unwrap(),
+            ]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let what = format!("seed {seed} dump {i}: {text}\nstderr: {err}");
+            assert!(!err.contains("panicked"), "{what}");
+            match out.status.code() {
+                Some(0) => {
+                    loaded += 1;
+                    let first = dir.path().join("first.json");
+                    let out = keygate(&[
+                        "export",
+                        "--config",
+                        config.to_str().unwrap(),
+                        "--out",
+                        first.to_str().unwrap(),
+                    ]);
+                    assert!(out.status.success(), "export: {what}");
+                    let again = config_in("two");
+                    let out = keygate(&[
+                        "import",
+                        "--config",
+                        again.to_str().unwrap(),
+                        first.to_str().unwrap(),
+                    ]);
+                    assert!(
+                        out.status.success(),
+                        "re-import of the export: {what}\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    let second = dir.path().join("second.json");
+                    let out = keygate(&[
+                        "export",
+                        "--config",
+                        again.to_str().unwrap(),
+                        "--out",
+                        second.to_str().unwrap(),
+                    ]);
+                    assert!(out.status.success(), "export: {what}");
+                    let (a, b): (serde_json::Value, serde_json::Value) = (
+                        serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap(),
+                        serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap(),
+                    );
+                    assert_eq!(without_ttl(a), without_ttl(b), "{what}");
+                }
+                Some(2) => {
+                    refused += 1;
+                    assert_eq!(err.lines().count(), 1, "{what}");
+                    assert!(
+                        err.contains(&format!("dump-{seed}-{i}.json")),
+                        "names the file: {what}"
+                    );
+                    assert!(!data.exists(), "a refused import wrote a store: {what}");
+                }
+                other => panic!("exit status {other:?}: {what}"),
+            }
+        }
+    }
+    eprintln!("{loaded} dumps loaded, {refused} refused");
+    assert!(
+        loaded > 10 && refused > 30,
+        "{loaded} loaded, {refused} refused"
+    );
 }

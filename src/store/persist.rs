@@ -1009,14 +1009,17 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
                     if parent.is_empty() { "/" } else { &parent }
                 )
             })?;
-        let created = n
-            .get("createdIndex")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("node {key:?}: no createdIndex"))?;
-        let modified = n
-            .get("modifiedIndex")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("node {key:?}: no modifiedIndex"))?;
+        // Every node etcd writes has indexes of 1 or more; one of 0 would
+        // be listed without it (as etcd omits it), and that export would
+        // not import again.
+        let index = |name: &str| {
+            n.get(name)
+                .and_then(Value::as_u64)
+                .filter(|i| *i > 0)
+                .ok_or_else(|| format!("node {key:?}: no {name} (an integer of 1 or more)"))
+        };
+        let created = index("createdIndex")?;
+        let modified = index("modifiedIndex")?;
         let dir = n.get("dir").and_then(Value::as_bool).unwrap_or(false);
         let expiration = match n.get("expiration") {
             None | Some(Value::Null) => None,
