@@ -8,12 +8,16 @@ write that always succeeds, then takes STEPS requests at random over a small
 tree of keys under its own prefix ($P/a, $P/_h/b, ...), so that requests
 collide: sets, creates, compare-and-swaps and -deletes with right and wrong
 conditions, directories, hidden keys, TTLs, in-order keys, listings,
-parameters in the query, the body or both, unclean paths, unknown methods.
+parameters in the query, the body or both, unclean paths, unknown methods;
+and in half the sequences live watches, started first, which end with the
+first event they see.
 
 Left out, as they differ only in timing or would block:
 - `ttl=0`: etcd removes such a key on its next expiry sweep (up to 500 ms
   later); keygate at once.
-- watches that may wait: the only watch asks for the sequence's first write.
+- watches that may wait for ever: a historical watch asks for the
+  sequence's first write, and the sequence ends with a write on every key
+  a live watch is on.
 """
 import random
 import sys
@@ -45,6 +49,18 @@ def main():
     for n in range(sequences):
         out.append(f"### random {seed} {n}")
         out.append("REQ PUT /v2/keys$P/z value=seed")
+        # Live watches in half the sequences: each ends with the first
+        # event of the steps below that it sees (or the closing writes).
+        watched = []
+        if rnd.random() < 0.5:
+            for w in range(1 + rnd.randrange(3)):
+                k = rnd.choice([key(), key(), "$P", "$P/a"])
+                q = query(["wait=true", maybe(0.5, "recursive=true"),
+                           maybe(0.4, "waitIndex=" + rnd.choice(["${B+3}", "${B+5}", "${B+8}"]))])
+                out.append(f"BG w{w} GET /v2/keys{k}{q}")
+                watched.append(k)
+            # Registered before the first write.
+            out.append("SLEEP 100")
         for _ in range(steps):
             op = rnd.choice(["set", "set", "set", "mkdir", "post", "get", "get", "delete",
                              "delete", "cas", "cad", "head", "watch", "refresh", "form",
@@ -99,9 +115,24 @@ def main():
                 p = rnd.choice(["$P//a", "$P/a/", "$P/a//b", "$P/%61", "$P/a%2Fb", "$P/./a",
                                 "$P/a/../b", "$P/a%20b", "$P/a?recursive=true&sorted=true"])
                 method = rnd.choice(["GET", "PUT", "DELETE"])
+                if method == "GET" and "?" not in p:
+                    # etcd lists in map order unless asked to sort.
+                    p += "?sorted=true"
                 out.append(f"REQ {method} /v2/keys{p}" + (" value=p" if rnd.random() < 0.5 else ""))
             else:
                 out.append(f"REQ {rnd.choice(['PATCH', 'OPTIONS', 'TRACE', 'FOO'])} /v2/keys{k}")
+        if watched:
+            # Writes every watch sees: past any waitIndex, a write on its
+            # key on a cleared prefix; and the prefix's own delete.
+            out.append("REPEAT 8 PUT /v2/keys$P/zz value=bump")
+            for k in dict.fromkeys(watched):
+                if k != "$P":
+                    out.append("REQ DELETE /v2/keys$P?recursive=true")
+                    out.append(f"REQ PUT /v2/keys{k} value=end")
+            out.append("REQ PUT /v2/keys$P/zz value=end")
+            out.append("REQ DELETE /v2/keys$P?recursive=true")
+            for w in range(len(watched)):
+                out.append(f"AWAIT w{w}")
     print("\n".join(out))
 
 
