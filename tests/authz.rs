@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{tls_config, CertFiles, Client, Keygate, Pki, Resp};
+use common::{seeds, tls_config, CertFiles, Client, Keygate, Pki, Resp, Rng};
 use http_body_util::BodyExt;
 use rcgen::{DnType, SanType};
 use rustls::pki_types::ServerName;
@@ -1971,26 +1971,6 @@ async fn watch_skips_removal_of_directory_outside_view() {
 // ---------------------------------------------------------------------------
 // Random operations by several identities at once
 
-/// xorshift64*: a failure names its seed, and the seed replays it.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// Who acts in `random_operations_leak_nothing`: the keys it names (its
 /// own and `SHARED`), and its marks. Every value it writes holds its
 /// `value` mark and every key of its own its `key` mark, so another's mark
@@ -2161,10 +2141,9 @@ fn random_request(
 /// no `prevNode`. `KEYGATE_ISOLATION_SEEDS=3,4` runs other seeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_operations_leak_nothing() {
-    let seeds = std::env::var("KEYGATE_ISOLATION_SEEDS").unwrap_or_else(|_| "1,2".into());
-    for seed in seeds.split(',').map(|s| s.trim().parse::<u64>().unwrap()) {
+    for seed in seeds("KEYGATE_ISOLATION_SEEDS", "1,2") {
         let mut env = Env::new().await;
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = Rng::new(seed);
         let (mut shown, mut denied) = (0, 0);
         for n in 0..600 {
             let actor = &ACTORS[rng.below(ACTORS.len())];

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{keygate_bin, Pki};
+use common::{keygate_bin, seeds, Pki, Rng};
 
 /// Runs keygate with `args` (at most 20 s) and returns its output.
 fn run(args: &[&str]) -> Output {
@@ -537,16 +537,10 @@ fn random_config_edits_get_one_line_errors() {
         "the full config is valid: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let seeds = std::env::var("KEYGATE_CONFIG_SEEDS").unwrap_or_else(|_| "1".into());
     let (mut accepted, mut refused) = (0, 0);
-    for seed in seeds.split(',').map(|v| v.trim().parse::<u64>().unwrap()) {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut below = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+    for seed in seeds("KEYGATE_CONFIG_SEEDS", "1") {
+        let mut rng = Rng::new(seed);
+        let mut below = |n: usize| rng.below(n);
         for i in 0..200 {
             let mut lines: Vec<String> = base.lines().map(str::to_string).collect();
             for _ in 0..1 + below(3) {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{keygate_bin, Client, Keygate, Pki};
+use common::{keygate_bin, seeds, Client, Keygate, Pki, Rng};
 
 fn keygate(args: &[&str]) -> std::process::Output {
     Command::new(keygate_bin()).args(args).output().unwrap()
@@ -415,16 +415,10 @@ fn random_edits_of_a_dump_import_whole_or_not_at_all() {
         .unwrap();
         c
     };
-    let seeds = std::env::var("KEYGATE_IMPORT_SEEDS").unwrap_or_else(|_| "1,2,3,4,5".into());
     let (mut loaded, mut refused) = (0, 0);
-    for seed in seeds.split(',').map(|v| v.trim().parse::<u64>().unwrap()) {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut below = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+    for seed in seeds("KEYGATE_IMPORT_SEEDS", "1,2,3,4,5") {
+        let mut rng = Rng::new(seed);
+        let mut below = |n: usize| rng.below(n);
         for i in 0..150 {
             let mut dump = sample_dump();
             for _ in 0..1 + below(3) {

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{tls_config, CertFiles, Client, Keygate, Pki, Resp};
+use common::{seeds, tls_config, CertFiles, Client, Keygate, Pki, Resp, Rng};
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1383,16 +1383,10 @@ fn statuses(raw: &[u8]) -> Result<Vec<u16>, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_byte_edits_of_requests_never_break_the_server() {
     let mut s = Server::start("").await;
-    let seeds = std::env::var("KEYGATE_MUTATION_SEEDS").unwrap_or_else(|_| "1".into());
     let mut seen = std::collections::BTreeMap::<u16, usize>::new();
-    for seed in seeds.split(',').map(|v| v.trim().parse::<u64>().unwrap()) {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut below = move |n: usize| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % n as u64) as usize
-        };
+    for seed in seeds("KEYGATE_MUTATION_SEEDS", "1") {
+        let mut rng = Rng::new(seed);
+        let mut below = |n: usize| rng.below(n);
         for i in 0..300 {
             let mut req = FRAMES[below(FRAMES.len())].as_bytes().to_vec();
             for _ in 0..1 + below(3) {
