@@ -157,11 +157,9 @@ async fn round_trip_keeps_everything() {
     );
 }
 
-#[test]
-fn malformed_import_is_refused_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new();
-    let config = dir.path().join("keygate.toml");
+/// A config in `dir` for the store commands: the test PKI, `data_dir` = `dir/data`.
+fn store_config(pki: &Pki, dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("keygate.toml");
     std::fs::write(
         &config,
         format!(
@@ -170,6 +168,14 @@ fn malformed_import_is_refused_and_writes_nothing() {
         ),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn malformed_import_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    let config = store_config(&pki, dir.path());
     for (name, text) in [
         ("garbage.json", "not json"),
         ("nonode.json", "{\"action\":\"get\"}"),
@@ -404,16 +410,7 @@ fn random_edits_of_a_dump_import_whole_or_not_at_all() {
         let d = dir.path().join(name);
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        let c = d.join("keygate.toml");
-        std::fs::write(
-            &c,
-            format!(
-                "[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n[backend]\ndata_dir = \"data\"\n",
-                pki.server.cert, pki.server.key, pki.ca
-            ),
-        )
-        .unwrap();
-        c
+        store_config(&pki, &d)
     };
     let (mut loaded, mut refused) = (0, 0);
     for seed in seeds("KEYGATE_IMPORT_SEEDS", "1,2,3,4,5") {
@@ -489,41 +486,32 @@ fn random_edits_of_a_dump_import_whole_or_not_at_all() {
             match out.status.code() {
                 Some(0) => {
                     loaded += 1;
+                    // What export writes imports again, to the same export.
                     let first = dir.path().join("first.json");
-                    let out = keygate(&[
-                        "export",
-                        "--config",
-                        config.to_str().unwrap(),
-                        "--out",
-                        first.to_str().unwrap(),
-                    ]);
-                    assert!(out.status.success(), "export: {what}");
-                    let again = config_in("two");
-                    let out = keygate(&[
-                        "import",
-                        "--config",
-                        again.to_str().unwrap(),
-                        first.to_str().unwrap(),
-                    ]);
-                    assert!(
-                        out.status.success(),
-                        "re-import of the export: {what}\n{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
                     let second = dir.path().join("second.json");
-                    let out = keygate(&[
-                        "export",
-                        "--config",
-                        again.to_str().unwrap(),
-                        "--out",
-                        second.to_str().unwrap(),
-                    ]);
-                    assert!(out.status.success(), "export: {what}");
-                    let (a, b): (serde_json::Value, serde_json::Value) = (
-                        serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap(),
-                        serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap(),
+                    let again = config_in("two");
+                    let (c1, c2) = (config.to_str().unwrap(), again.to_str().unwrap());
+                    let (f1, f2) = (first.to_str().unwrap(), second.to_str().unwrap());
+                    for (step, args) in [
+                        ("export", vec!["export", "--config", c1, "--out", f1]),
+                        ("re-import", vec!["import", "--config", c2, f1]),
+                        ("export", vec!["export", "--config", c2, "--out", f2]),
+                    ] {
+                        let out = keygate(&args);
+                        assert!(
+                            out.status.success(),
+                            "{step}: {what}\n{}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                    }
+                    let read = |f: &std::path::Path| -> serde_json::Value {
+                        serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap()
+                    };
+                    assert_eq!(
+                        without_ttl(read(&first)),
+                        without_ttl(read(&second)),
+                        "{what}"
                     );
-                    assert_eq!(without_ttl(a), without_ttl(b), "{what}");
                 }
                 Some(2) => {
                     refused += 1;
