@@ -462,7 +462,12 @@ fn etcdctl_syncs_endpoints_from_members() {
 
     // The advertised URL is really used: advertise a dead port and etcdctl
     // fails after the sync, while --no-sync still reaches the server.
-    let dead = common::free_port();
+    // Bound but not listening: connections to it are refused, and no
+    // other server (another test's keygate, listening on port 0) can be
+    // given it while the test runs.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = reserved.local_addr().unwrap().port();
     let e = Etcdctl::start(&format!("advertise_url = \"https://127.0.0.1:{dead}\""));
     let out = e.run(&["get", "/x"]);
     assert_eq!(out.code, 4, "{out:?}");
