@@ -41,9 +41,9 @@ fn spawn_recorder(
         .expect("python3 (run .ci/run)")
 }
 
-/// Sequence name → [(request line, response block)].
-fn blocks(out: &str) -> BTreeMap<String, Vec<(String, String)>> {
-    let mut map: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+/// The recorder's output, by sequence.
+fn blocks(out: &str) -> Recorded {
+    let mut map: Recorded = BTreeMap::new();
     let mut seq = String::new();
     let mut cur: Option<(String, String)> = None;
     for line in out.lines() {
@@ -93,10 +93,11 @@ fn departures() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs `corpus` against a fresh etcd 3.4 and a fresh keygate and returns
-/// the recorded answers of each, by sequence.
+/// Sequence name → [(request line, recorded answer)].
 type Recorded = BTreeMap<String, Vec<(String, String)>>;
 
+/// Runs `corpus` against a fresh etcd 3.4 and a fresh keygate and returns
+/// the recorded answers of each, by sequence.
 fn record_both(corpus: &Path) -> (Recorded, Recorded) {
     require("etcd");
     require("python3");
