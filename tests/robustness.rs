@@ -1349,10 +1349,10 @@ const FRAMES: &[&str] = &[
 /// Bytes that matter to a parser.
 const EDGES: &[u8] = b"\r\n :;,=&%?/#0179aAfF\t\x00\x7f\xff-+\"";
 
-/// The status of the first answer in `raw` (none if the server closed
-/// without one) and of every later one a
-/// status line can be found for (a HEAD answer has a length but no body,
-/// so answers are not framed here), or why `raw` is not HTTP.
+/// The statuses of the answers in `raw`: the first one's (none if the
+/// server closed without answering) and every later status line's (a HEAD
+/// answer has a length but no body, so answers are not framed here); or
+/// why `raw` is not HTTP.
 fn statuses(raw: &[u8]) -> Result<Vec<u16>, String> {
     let text = String::from_utf8_lossy(raw);
     if text.is_empty() {
