@@ -2058,6 +2058,13 @@ const SHARED: &[&str] = &[
     "/nope",
 ];
 
+/// One of `options`, or none, `none` times in `options.len() + none`.
+fn one_of(rng: &mut Rng, options: &[&str], none: usize) -> Option<String> {
+    options
+        .get(rng.below(options.len() + none))
+        .map(|o| o.to_string())
+}
+
 /// A random request of `actor` at step `n`: method (`WATCH` for a GET with
 /// `wait`), target, body, and the value it sends.
 fn random_request(
@@ -2072,18 +2079,23 @@ fn random_request(
         rng.pick(SHARED)
     };
     let value = format!("{}{n}", actor.value);
-    let earlier = format!("{}{}", actor.value, rng.below(n + 1));
+    // The conditions a write may carry: an earlier value of its own, an
+    // index up to the current one.
+    let compare = [
+        format!("prevValue={}{}", actor.value, rng.below(n + 1)),
+        format!("prevIndex={}", rng.below(n + 2)),
+    ];
     let mut q: Vec<String> = Vec::new();
     let (method, body) = match rng.below(if actor.who == "admin" { 40 } else { 110 }) {
         0..=29 => {
-            match rng.below(8) {
-                0 => q.push("prevExist=false".into()),
-                1 => q.push("prevExist=true".into()),
-                2 => q.push(format!("prevValue={earlier}")),
-                3 => q.push(format!("prevIndex={}", rng.below(n + 2))),
-                4 => q.push("ttl=1000".into()),
-                _ => {}
-            }
+            let options = [
+                "prevExist=false",
+                "prevExist=true",
+                &compare[0],
+                &compare[1],
+                "ttl=1000",
+            ];
+            q.extend(one_of(rng, &options, 3));
             ("PUT", Some(format!("value={value}")))
         }
         30..=34 => {
@@ -2092,13 +2104,8 @@ fn random_request(
         }
         35..=39 => ("POST", Some(format!("value={value}"))),
         40..=54 => {
-            match rng.below(6) {
-                0 => q.push("recursive=true".into()),
-                1 => q.push("dir=true".into()),
-                2 => q.push(format!("prevValue={earlier}")),
-                3 => q.push(format!("prevIndex={}", rng.below(n + 2))),
-                _ => {}
-            }
+            let options = ["recursive=true", "dir=true", &compare[0], &compare[1]];
+            q.extend(one_of(rng, &options, 2));
             ("DELETE", None)
         }
         55..=59 => ("HEAD", None),
