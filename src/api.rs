@@ -14,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::body::{ApiBody, WatchBody};
 use crate::identity::Identity;
 use crate::policy::{covers, Basis, Decision, Grants, Permitted, Policy};
+use crate::quota::{Quotas, Usage};
 use crate::store::event::Action;
 use crate::store::event::{Event, ViewTrie};
 use crate::store::Interest;
@@ -31,6 +32,8 @@ pub struct Client {
     /// The earliest notAfter of its chain, Unix seconds: the connection
     /// ends then.
     pub not_after: Option<i64>,
+    /// What its leaf certificate holds against the per-identity limits.
+    pub usage: Arc<Usage>,
 }
 
 /// What every request needs: the store, the policy, and who we are.
@@ -53,6 +56,8 @@ pub struct App {
     pub max_header_bytes: usize,
     /// Most request headers.
     pub max_header_count: usize,
+    /// The per-identity limits.
+    pub quotas: Quotas,
     /// Start time, Unix ns.
     pub started: i64,
     /// Write an audit line per decision.
@@ -172,6 +177,19 @@ pub fn body_too_large(max_body_bytes: usize) -> Response<ApiBody> {
     ));
     *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
     close(r)
+}
+
+/// 503 etcd-style, when a per-identity limit refuses a connection or a
+/// watch (SPEC §6): `what` names what the client holds too many of.
+pub fn over_limit(app: &App, what: &str, field: &str, max: usize) -> Response<ApiBody> {
+    let mut r = etcd_error(&EtcdError::new(
+        code::RAFT_INTERNAL,
+        format!("too many {what} for this client certificate (server.{field} = {max})"),
+        app.store.snapshot().index,
+    ));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    cluster_header(app, &mut r);
+    r
 }
 
 /// HEAD is answered as GET without a body, keeping the Content-Length the
@@ -452,6 +470,10 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
                 Arc::new(move |e: &Event| g.sees(e)) as Interest
             });
             let r = req_ref;
+            let Some(slot) = app.quotas.watch(&client.usage) else {
+                let max = app.quotas.max_watches;
+                return over_limit(app, "watches", "max_watches_per_identity", max);
+            };
             match store.watch(&r.key, r.recursive, r.stream, r.wait_index, interest) {
                 Err(e) => etcd_error(&e),
                 Ok((started, index)) => {
@@ -460,7 +482,8 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
                         Started::Ready(e) => WatchBody::ready(&e, r.stream, view),
                         Started::Once(rx, g) => WatchBody::once(rx, g, view),
                         Started::Stream(rx, g) => WatchBody::stream(rx, g, view),
-                    };
+                    }
+                    .holding(slot);
                     let body = if app.audit {
                         body.audited(client.identity.label(), &r.key)
                     } else {

@@ -11,6 +11,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::policy::Grants;
+use crate::quota::Held;
 use crate::store::event::{encode_bare, Event};
 use crate::store::WatchGuard;
 
@@ -43,6 +44,9 @@ pub struct WatchBody {
     view: Option<Arc<Grants>>,
     /// (client, key) for the audit line written when the watch ends.
     audit: Option<(String, String)>,
+    /// The watch's slot under `max_watches_per_identity`, given back when
+    /// the watch ends.
+    _slot: Option<Held>,
 }
 
 impl Drop for WatchBody {
@@ -58,6 +62,12 @@ impl WatchBody {
     /// watch ends.
     pub fn audited(mut self, client: &str, key: &str) -> WatchBody {
         self.audit = Some((client.to_string(), key.to_string()));
+        self
+    }
+
+    /// Holds `slot` until the watch ends.
+    pub fn holding(mut self, slot: Held) -> WatchBody {
+        self._slot = Some(slot);
         self
     }
 
@@ -86,6 +96,7 @@ impl WatchBody {
             _ => Some(e.json()),
         };
         WatchBody {
+            _slot: None,
             audit: None,
             view,
             state: if stream {
@@ -104,6 +115,7 @@ impl WatchBody {
         view: Option<Arc<Grants>>,
     ) -> WatchBody {
         WatchBody {
+            _slot: None,
             audit: None,
             view,
             state: State::Once(rx),
@@ -118,6 +130,7 @@ impl WatchBody {
         view: Option<Arc<Grants>>,
     ) -> WatchBody {
         WatchBody {
+            _slot: None,
             audit: None,
             view,
             state: State::Stream(rx),

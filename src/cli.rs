@@ -707,6 +707,10 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             max_body_bytes: config.server.max_body_bytes,
             max_header_bytes: config.server.max_header_bytes,
             max_header_count: config.server.max_header_count,
+            quotas: crate::quota::Quotas::new(
+                config.server.max_connections_per_identity,
+                config.server.max_watches_per_identity,
+            ),
             started: now_nanos(),
         });
         tracing::info!(

@@ -410,6 +410,24 @@ impl Config {
         if server.max_connections == 0 {
             return Err(err("server.max_connections", "must be at least 1".into()));
         }
+        // 0 is not "unlimited": leave the key out for the default.
+        for (field, v) in [
+            (
+                "server.max_connections_per_identity",
+                server.max_connections_per_identity,
+            ),
+            (
+                "server.max_watches_per_identity",
+                server.max_watches_per_identity,
+            ),
+        ] {
+            if v == 0 {
+                return Err(err(
+                    field,
+                    "must be at least 1 (leave it out for the default, max_connections)".into(),
+                ));
+            }
+        }
 
         let Some(t) = raw.tls else {
             return Err(err(

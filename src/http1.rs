@@ -176,6 +176,43 @@ where
     }
 }
 
+/// Answers the connection's first request with `refusal` and closes (a
+/// connection over a per-identity limit: refused fast, never queued). A
+/// client that sends nothing is closed at `idle_timeout`, one that is slow
+/// to send its request at `request_timeout`.
+pub async fn refuse<S>(mut io: S, refusal: Response<ApiBody>, limits: Limits, stop: StopSignal)
+where
+    S: AsyncBufRead + AsyncWrite + Unpin + Send,
+{
+    let mut carry: Vec<u8> = Vec::new();
+    let mut deadline = Deadline::new(&limits);
+    let next = boxed(next_request(
+        &mut io,
+        &mut carry,
+        &limits,
+        &stop,
+        &mut deadline,
+    ));
+    let (resp, version, is_head) = match next.await {
+        Ok(Some(req)) => (refusal, req.version(), req.method() == Method::HEAD),
+        Ok(None) => return,
+        Err(stop) => match stop.answer(&limits) {
+            Some(resp) => (resp, Version::HTTP_11, false),
+            None => return,
+        },
+    };
+    let w = boxed(write_response(
+        &mut io,
+        api::close(resp),
+        version,
+        is_head,
+        true,
+    ));
+    if deadline.bound(w).await.unwrap_or(false) {
+        boxed(linger(&mut io)).await;
+    }
+}
+
 /// Closes after an error answer without resetting the connection: the
 /// client may still be sending a body keygate will not read (a 413), and
 /// closing with unread bytes would make the kernel send a reset that can

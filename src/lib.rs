@@ -24,6 +24,7 @@ pub mod identity;
 pub mod logwriter;
 pub mod ops;
 pub mod policy;
+pub mod quota;
 pub mod server;
 pub mod stop;
 pub mod store;

@@ -164,6 +164,22 @@ fn metrics(ops: &Ops) -> String {
             ops.listener.refused.load(Ordering::Relaxed) as f64,
         )],
     );
+    let quotas = &ops.app.quotas;
+    metric(
+        "keygate_identity_limit_refusals_total",
+        "counter",
+        "Connections and watches refused by max_connections_per_identity and max_watches_per_identity (503).",
+        &[
+            (
+                "{limit=\"connections\"}".into(),
+                quotas.refused_connections.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "{limit=\"watches\"}".into(),
+                quotas.refused_watches.load(Ordering::Relaxed) as f64,
+            ),
+        ],
+    );
     let by_reason: Vec<(String, f64)> = ops
         .listener
         .by_reason

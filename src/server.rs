@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, App, Client};
 use crate::config::Server as ServerLimits;
 use crate::identity::Identity;
+use crate::quota::Held;
 
 type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
@@ -87,11 +88,13 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Serves a connection until it ends or its certificate expires.
+/// Serves a connection until it ends or its certificate expires; `_slot`
+/// is the connection's share of its identity's limit, held until then.
 async fn until_expiry(
     conn: impl Future<Output = ()>,
     expiry: std::time::Duration,
     peer: std::net::SocketAddr,
+    _slot: Option<Held>,
 ) {
     let at = tokio::time::Instant::now() + expiry;
     let mut conn = std::pin::pin!(conn);
@@ -162,10 +165,12 @@ async fn handshake(
             .map(|(_, c)| c.validity().not_after.timestamp())
             .min();
         let grants = app.policy.shared_grants(&identity);
+        let usage = app.quotas.usage(&identity.fingerprint);
         Client {
             identity,
             grants,
             not_after,
+            usage,
         }
     });
     tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
@@ -188,7 +193,9 @@ fn until_not_after(not_after: Option<i64>) -> std::time::Duration {
 
 /// The serving future of an accepted connection, by the protocol ALPN
 /// agreed on (HTTP/2 only by ALPN, as etcd: no sniffing of the first bytes),
-/// and the time until its certificate expires.
+/// the time until its certificate expires, and its slot under
+/// `max_connections_per_identity` (none: the connection is over the limit,
+/// and its requests are answered 503 before it closes).
 fn connection(
     tls: TlsStream,
     client: Arc<Client>,
@@ -199,16 +206,67 @@ fn connection(
 ) -> (
     Pin<Box<dyn Future<Output = ()> + Send>>,
     std::time::Duration,
+    Option<Held>,
 ) {
     let expiry = until_not_after(client.not_after);
-    let conn: Pin<Box<dyn Future<Output = ()> + Send>> =
-        if tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
-            Box::pin(serve_h2(tls, app, client, limits.server.clone(), watcher))
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let Some(slot) = app.quotas.connection(&client.usage) else {
+        tracing::debug!(
+            client = client.identity.label(),
+            max = app.quotas.max_connections,
+            "max_connections_per_identity reached: connection refused"
+        );
+        let conn: Pin<Box<dyn Future<Output = ()> + Send>> = if h2 {
+            Box::pin(refuse_h2(tls, app, limits.server.clone()))
         } else {
+            let refusal = connections_over_limit(&app);
             let limits = limits.http1.clone();
-            Box::pin(crate::http1::serve(tls, app, client, limits, h1_stop))
+            Box::pin(crate::http1::refuse(tls, refusal, limits, h1_stop))
         };
-    (conn, expiry)
+        return (conn, expiry, None);
+    };
+    let conn: Pin<Box<dyn Future<Output = ()> + Send>> = if h2 {
+        Box::pin(serve_h2(tls, app, client, limits.server.clone(), watcher))
+    } else {
+        let limits = limits.http1.clone();
+        Box::pin(crate::http1::serve(tls, app, client, limits, h1_stop))
+    };
+    (conn, expiry, Some(slot))
+}
+
+/// The answer to a connection over `max_connections_per_identity`.
+fn connections_over_limit(app: &App) -> hyper::Response<crate::body::ApiBody> {
+    let max = app.quotas.max_connections;
+    api::over_limit(app, "connections", "max_connections_per_identity", max)
+}
+
+/// An HTTP/2 connection over `max_connections_per_identity`: its streams
+/// are answered 503, and once one was, the connection is shut down
+/// gracefully (GOAWAY); it is closed at `request_timeout` in any case.
+async fn refuse_h2(tls: TlsStream, app: Arc<App>, limits: ServerLimits) {
+    let answered = Arc::new(tokio::sync::Notify::new());
+    let told = answered.clone();
+    let svc = service_fn(move |_req| {
+        told.notify_one();
+        let resp = connections_over_limit(&app);
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1)
+        .max_header_list_size(limits.max_header_bytes as u32);
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    let mut conn = std::pin::pin!(conn);
+    let _ = tokio::time::timeout(limits.request_timeout, async {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = answered.notified() => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    })
+    .await;
 }
 
 /// HTTP/2 through hyper.
@@ -307,11 +365,11 @@ pub async fn run(
             let accepted = crate::http1::boxed(handshake(
                 acceptor, tcp, peer, &app, &clients, &limits, &stats,
             ));
-            let (conn, expiry) = match accepted.await {
+            let (conn, expiry, slot) = match accepted.await {
                 Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_signal),
                 None => return,
             };
-            until_expiry(conn, expiry, peer).await;
+            until_expiry(conn, expiry, peer, slot).await;
         });
     }
     drop(listener);

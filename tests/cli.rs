@@ -283,6 +283,23 @@ fn bad_duration() {
 }
 
 #[test]
+fn a_per_identity_limit_of_zero_is_refused() {
+    let s = Setup::new();
+    for field in ["max_connections_per_identity", "max_watches_per_identity"] {
+        let config = s.variant(
+            "idle_timeout = \"2m\"",
+            &format!("idle_timeout = \"2m\"\n{field} = 0"),
+        );
+        for out in [serve(&config), check(&config)] {
+            let line = one_line_error(&out);
+            assert!(line.contains(config.to_str().unwrap()), "{line}");
+            assert!(line.contains(&format!("server.{field}")), "{line}");
+            assert!(line.contains("must be at least 1"), "{line}");
+        }
+    }
+}
+
+#[test]
 fn dev_certs_writes_ten_files_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("certs");
