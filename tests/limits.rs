@@ -35,6 +35,14 @@ fn assert_over_limit(r: &Resp, what: &str, field: &str, max: usize, index: u64) 
     assert!(r.header("x-etcd-cluster-id").is_some());
 }
 
+/// `f`, which must finish at once (a refusal that does not come would
+/// otherwise leave a watch waiting forever).
+async fn quick<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("no answer within 10 s")
+}
+
 /// Retries `GET /v2/keys/` on new connections until one is served (a
 /// slot given back is seen once the server noticed the close).
 async fn connects_again(kg: &Keygate, cert: &common::CertFiles, h2: bool) -> Client {
@@ -73,7 +81,7 @@ async fn connections_over_the_per_identity_limit_are_answered_503_and_closed() {
 
     // The third is answered 503 and closed.
     let mut a3 = Client::h1(&addr, &pki.ca, &a).await;
-    let r = a3.req("PUT", "/v2/keys/x", Some("value=1")).await;
+    let r = quick(a3.req("PUT", "/v2/keys/x", Some("value=1"))).await;
     assert_over_limit(&r, "connections", "max_connections_per_identity", 2, 0);
     assert_eq!(r.header("connection"), Some("close"));
     assert!(a3.send("GET", "/v2/keys/", None, &[]).await.is_err());
@@ -82,7 +90,7 @@ async fn connections_over_the_per_identity_limit_are_answered_503_and_closed() {
 
     // Over HTTP/2 too; then the connection ends (GOAWAY).
     let mut a4 = Client::h2(&addr, &pki.ca, &a).await;
-    let r = a4.req("GET", "/v2/keys/", None).await;
+    let r = quick(a4.req("GET", "/v2/keys/", None)).await;
     assert_over_limit(&r, "connections", "max_connections_per_identity", 2, 0);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -169,19 +177,15 @@ async fn watches_over_the_per_identity_limit_are_answered_503() {
 
     // A third, on another connection of the same certificate: 503.
     let mut h1 = Client::h1(&addr, &pki.ca, &a).await;
-    let r = h1.req("GET", "/v2/keys/w?wait=true", None).await;
+    let r = quick(h1.req("GET", "/v2/keys/w?wait=true", None)).await;
     assert_over_limit(&r, "watches", "max_watches_per_identity", 2, 1);
     // Even one history would answer at once, and a stream.
-    let r = h1
-        .req("GET", "/v2/keys/w?wait=true&waitIndex=1", None)
-        .await;
+    let r = quick(h1.req("GET", "/v2/keys/w?wait=true&waitIndex=1", None)).await;
     assert_over_limit(&r, "watches", "max_watches_per_identity", 2, 1);
-    let r = h1
-        .req("GET", "/v2/keys/w?wait=true&stream=true", None)
-        .await;
+    let r = quick(h1.req("GET", "/v2/keys/w?wait=true&stream=true", None)).await;
     assert_over_limit(&r, "watches", "max_watches_per_identity", 2, 1);
     // The connection stays, and reads are not watches.
-    let r = h1.req("GET", "/v2/keys/w", None).await;
+    let r = quick(h1.req("GET", "/v2/keys/w", None)).await;
     assert_eq!(r.status, 200, "{}", r.body);
 
     // The other certificate watches within its own share.
@@ -201,7 +205,7 @@ async fn watches_over_the_per_identity_limit_are_answered_503() {
         200
     );
     for w in [w1, w2, w3] {
-        let r = common::read(w).await;
+        let r = quick(common::read(w)).await;
         assert_eq!(r.json()["node"]["value"], "1", "{}", r.body);
     }
     let w4 = h2
@@ -215,7 +219,7 @@ async fn watches_over_the_per_identity_limit_are_answered_503() {
         .await
         .unwrap();
     assert_eq!(w5.status(), 200);
-    let r = h1.req("GET", "/v2/keys/w?wait=true", None).await;
+    let r = quick(h1.req("GET", "/v2/keys/w?wait=true", None)).await;
     assert_over_limit(&r, "watches", "max_watches_per_identity", 2, 2);
 
     // A client that leaves gives its watch's slot back at once.
