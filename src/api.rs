@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -13,6 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::body::{ApiBody, WatchBody};
 use crate::identity::Identity;
+use crate::metrics::{Decided, RequestMetrics};
 use crate::policy::{covers, Basis, Decision, Grants, Permitted, Policy};
 use crate::quota::{Quotas, Usage};
 use crate::store::event::Action;
@@ -58,6 +60,8 @@ pub struct App {
     pub max_header_count: usize,
     /// The per-identity limits.
     pub quotas: Quotas,
+    /// Requests by method, decision and status; latency.
+    pub metrics: RequestMetrics,
     /// Start time, Unix ns.
     pub started: i64,
     /// Write an audit line per decision.
@@ -66,6 +70,9 @@ pub struct App {
     pub json_log: bool,
     /// DER of the configured client CAs (to name a leaf's issuer).
     pub client_cas: Vec<Vec<u8>>,
+    /// The earliest notAfter of the server's certificate chain, Unix
+    /// seconds.
+    pub server_not_after: Option<i64>,
 }
 
 const JSON: &str = "application/json";
@@ -80,6 +87,12 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ApiBody> {
     if let Some(refused) = refuse_head(&app, &req) {
+        app.metrics.record(
+            req.method(),
+            Decided::None,
+            refused.status(),
+            Duration::ZERO,
+        );
         return refused;
     }
     // Read the whole (bounded) body first, whatever the answer: an unread
@@ -87,7 +100,13 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, app.max_body_bytes).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return body_too_large(app.max_body_bytes),
+        Err(_) => {
+            let resp = body_too_large(app.max_body_bytes);
+            let status = resp.status();
+            app.metrics
+                .record(&parts.method, Decided::None, status, Duration::ZERO);
+            return resp;
+        }
     };
     route_whole(&app, &client, Request::from_parts(parts, body))
         .resolve()
@@ -128,19 +147,38 @@ impl From<Response<ApiBody>> for Answer<'_> {
 /// future of its own.
 pub fn answer<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
     if let Some(refused) = refuse_head(app, &req) {
+        app.metrics.record(
+            req.method(),
+            Decided::None,
+            refused.status(),
+            Duration::ZERO,
+        );
         return refused.into();
     }
     route_whole(app, client, req)
 }
 
-/// Routes a request that passed [`refuse_head`]; HEAD answers as GET
-/// without the body.
+/// Routes a request that passed [`refuse_head`], and counts it; HEAD
+/// answers as GET without the body.
 fn route_whole<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
-    let head = req.method() == Method::HEAD;
-    match route(app, client, req) {
-        Answer::Ready(resp) if head => strip_body(resp).into(),
-        Answer::Later(f) if head => Answer::Later(Box::pin(async move { strip_body(f.await) })),
-        answer => answer,
+    let start = Instant::now();
+    let method = req.method().clone();
+    let head = method == Method::HEAD;
+    let mut decided = Decided::None;
+    match route(app, client, req, &mut decided) {
+        Answer::Ready(resp) => {
+            let resp = if head { strip_body(resp) } else { resp };
+            app.metrics
+                .record(&method, decided, resp.status(), start.elapsed());
+            resp.into()
+        }
+        Answer::Later(f) => Answer::Later(Box::pin(async move {
+            let resp = f.await;
+            let resp = if head { strip_body(resp) } else { resp };
+            app.metrics
+                .record(&method, decided, resp.status(), start.elapsed());
+            resp
+        })),
     }
 }
 
@@ -205,13 +243,18 @@ fn strip_body(resp: Response<ApiBody>) -> Response<ApiBody> {
     Response::from_parts(parts, ApiBody::empty())
 }
 
-fn route<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
+fn route<'a>(
+    app: &'a App,
+    client: &'a Client,
+    req: Request<Bytes>,
+    decided: &mut Decided,
+) -> Answer<'a> {
     if req.method() == Method::OPTIONS {
         return Response::new(ApiBody::empty()).into();
     }
     let path = req.uri().path();
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
-        return keys(app, client, req);
+        return keys(app, client, req, decided);
     }
     route_other(app, client, &req).into()
 }
@@ -316,7 +359,12 @@ fn stats(app: &App, path: &str) -> String {
     }
 }
 
-fn keys<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a> {
+fn keys<'a>(
+    app: &'a App,
+    client: &'a Client,
+    req: Request<Bytes>,
+    decided: &mut Decided,
+) -> Answer<'a> {
     let (parts, body) = req.into_parts();
     let rest = &parts.uri.path()["/v2/keys".len()..];
     let key = match key_path(rest) {
@@ -366,11 +414,13 @@ fn keys<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Answer<'a>
         Err(e) => etcd_error(&e),
         Ok(req) => match app.policy.decide(&client.grants, req) {
             Decision::Deny(req) => {
+                *decided = Decided::Deny;
                 let resp = denied();
                 audit(app, client, &req, None, resp.status());
                 resp
             }
             Decision::Allow(req) => {
+                *decided = Decided::Allow;
                 let method = req.get().method();
                 if method.is_write() {
                     // Answered once durable: everything it needs moves into

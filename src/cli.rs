@@ -707,6 +707,12 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             max_body_bytes: config.server.max_body_bytes,
             max_header_bytes: config.server.max_header_bytes,
             max_header_count: config.server.max_header_count,
+            metrics: crate::metrics::RequestMetrics::default(),
+            server_not_after: crate::tls::server_chain(&config.tls)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter_map(|c| crate::tls::not_after(c))
+                .min(),
             quotas: crate::quota::Quotas::new(
                 config.server.max_connections_per_identity,
                 config.server.max_watches_per_identity,

@@ -22,6 +22,7 @@ pub mod devcerts;
 pub mod http1;
 pub mod identity;
 pub mod logwriter;
+pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod quota;

@@ -206,5 +206,29 @@ fn metrics(ops: &Ops) -> String {
         "etcd's store statistics (/v2/stats/store), by operation and outcome.",
         &stats,
     );
+    ops.app.metrics.write(&mut out);
+    let now = crate::store::now_nanos() / 1_000_000_000;
+    let _ = writeln!(
+        out,
+        "# HELP keygate_certificate_expiry_seconds Seconds until a certificate expires (negative: expired): the server's chain (its earliest notAfter) and each client CA, numbered in the order of tls.client_ca.\n\
+         # TYPE keygate_certificate_expiry_seconds gauge"
+    );
+    if let Some(t) = ops.app.server_not_after {
+        let _ = writeln!(
+            out,
+            "keygate_certificate_expiry_seconds{{cert=\"server\"}} {}",
+            t - now
+        );
+    }
+    for (i, ca) in ops.app.client_cas.iter().enumerate() {
+        if let Some(t) = crate::tls::not_after(ca) {
+            let _ = writeln!(
+                out,
+                "keygate_certificate_expiry_seconds{{cert=\"client_ca\",index=\"{}\"}} {}",
+                i + 1,
+                t - now
+            );
+        }
+    }
     out
 }

@@ -42,6 +42,18 @@ fn read_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
+/// Reads the server's certificate chain (`tls.cert`).
+pub fn server_chain(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    read_certs("tls.cert", &tls.cert)
+}
+
+/// A certificate's notAfter, Unix seconds (`None`: not parsable).
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
 /// Reads the CA bundle that client certificates must chain to.
 pub fn client_roots(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     read_certs("tls.client_ca", &tls.client_ca)

@@ -76,3 +76,109 @@ async fn ops_endpoints_report_health_readiness_and_counters() {
         "{m}"
     );
 }
+
+/// Requests are counted by method, access decision and status, with a
+/// latency histogram by method; the certificates' expiry is a gauge.
+#[tokio::test]
+async fn requests_are_counted_by_method_decision_and_status() {
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("team-a-1");
+    let ops = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:{ops}\"\n\
+             [tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+             [backend]\ndata_dir = \"data\"\n\
+             [roles.team-a]\nread = [\"/team-a\"]\nwrite = [\"/team-a\"]\n\
+             [[bind]]\ncn = \"team-a-*\"\nroles = [\"team-a\"]\n",
+            pki.server.cert, pki.server.key, pki.ca
+        ),
+    )
+    .unwrap();
+    let kg = Keygate::start_with(pki.clone(), dir, config);
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    let expect = |status: u16, r: common::Resp| assert_eq!(r.status, status, "{}", r.body);
+    expect(
+        201,
+        c.req("PUT", "/v2/keys/team-a/x", Some("value=1")).await,
+    );
+    expect(200, c.req("GET", "/v2/keys/team-a/x", None).await);
+    expect(200, c.req("GET", "/v2/keys/team-a/x", None).await);
+    expect(403, c.req("GET", "/v2/keys/team-b/x", None).await);
+    expect(
+        400,
+        c.req("PUT", "/v2/keys/team-a/y?ttl=abc", Some("value=1"))
+            .await,
+    );
+    expect(200, c.req("GET", "/version", None).await);
+    expect(200, c.req("HEAD", "/v2/keys/team-a/x", None).await);
+    expect(200, c.req("DELETE", "/v2/keys/team-a/x", None).await);
+
+    let (_, m) = ops_request(ops, "GET", "/metrics");
+    let requests = |labels: &str| metric(&m, &format!("keygate_requests_total{{{labels}}}"));
+    assert_eq!(
+        requests("method=\"PUT\",decision=\"allow\",status=\"201\""),
+        1.0
+    );
+    assert_eq!(
+        requests("method=\"GET\",decision=\"allow\",status=\"200\""),
+        2.0
+    );
+    assert_eq!(
+        requests("method=\"GET\",decision=\"deny\",status=\"403\""),
+        1.0
+    );
+    assert_eq!(
+        requests("method=\"PUT\",decision=\"none\",status=\"400\""),
+        1.0
+    );
+    assert_eq!(
+        requests("method=\"GET\",decision=\"none\",status=\"200\""),
+        1.0
+    );
+    assert_eq!(
+        requests("method=\"HEAD\",decision=\"allow\",status=\"200\""),
+        1.0
+    );
+    assert_eq!(
+        requests("method=\"DELETE\",decision=\"allow\",status=\"200\""),
+        1.0
+    );
+    assert_eq!(m.matches("keygate_requests_total{").count(), 7, "{m}");
+    let latency = |what: &str, method: &str| {
+        metric(
+            &m,
+            &format!("keygate_request_duration_seconds_{what}{{method=\"{method}\"}}"),
+        )
+    };
+    assert_eq!(latency("count", "GET"), 4.0);
+    assert_eq!(latency("count", "PUT"), 2.0);
+    assert!(latency("sum", "PUT") > 0.0, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "keygate_request_duration_seconds_bucket{method=\"PUT\",le=\"+Inf\"}"
+        ),
+        2.0
+    );
+    // The test PKI's certificates are valid until 4096-01-01.
+    let left = 67_090_118_400.0
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+    for series in [
+        "keygate_certificate_expiry_seconds{cert=\"server\"}",
+        "keygate_certificate_expiry_seconds{cert=\"client_ca\",index=\"1\"}",
+    ] {
+        let v = metric(&m, series);
+        assert!(
+            (v - left).abs() < 120.0,
+            "{series} {v}, expected about {left}"
+        );
+    }
+    assert!(!m.contains("team-a") && !m.contains("team-b"), "{m}");
+}
