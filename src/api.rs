@@ -15,35 +15,106 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::body::{ApiBody, WatchBody};
 use crate::identity::Identity;
 use crate::metrics::{Decided, RequestMetrics};
-use crate::policy::{covers, Basis, Decision, Grants, Permitted, Policy};
+use crate::policy::{covers, decide_basis, Basis, Decision, Grants, Permitted};
 use crate::quota::{Quotas, Usage};
+use crate::reload::{Live, ReloadStats};
 use crate::store::event::Action;
 use crate::store::event::{Event, ViewTrie};
-use crate::store::Interest;
 use crate::store::{now_nanos, Started, Store, WriteOp, STAT_NAMES};
+use crate::store::{Interest, Keep};
 use crate::v2::error::{self as code, EtcdError};
 use crate::v2::request::{key_path, parse_params, Form, KeyPath, KeysMethod, KeysRequest};
+use crate::weakmap::WeakMap;
 
 /// A verified client: who it is and what it may do (decided once per
 /// connection).
 pub struct Client {
     /// The identity from its leaf certificate.
     pub identity: Identity,
-    /// Its grants under the policy.
-    pub grants: Arc<Grants>,
+    /// Its grants under the current policy, and whether a reload revoked
+    /// it (shared with its watches).
+    pub auth: Arc<Authority>,
     /// The earliest notAfter of its chain, Unix seconds: the connection
     /// ends then.
     pub not_after: Option<i64>,
     /// What its leaf certificate holds against the per-identity limits.
     pub usage: Arc<Usage>,
+    /// The chain it presented, leaf first (verified again at a reload).
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Closes its connections when a reload no longer trusts its chain.
+    revoker: crate::stop::Stopper,
+}
+
+/// What a client may do now: replaced by a reload.
+pub struct Authority {
+    /// Its grants under the current policy.
+    pub grants: arc_swap::ArcSwap<Grants>,
+    /// A reload found its chain no longer trusted.
+    pub revoked: std::sync::atomic::AtomicBool,
+}
+
+impl Client {
+    /// A client with `grants`, for a verified `chain`.
+    pub fn new(
+        identity: Identity,
+        grants: Arc<Grants>,
+        not_after: Option<i64>,
+        usage: Arc<Usage>,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Client {
+        Client {
+            identity,
+            auth: Arc::new(Authority {
+                grants: arc_swap::ArcSwap::new(grants),
+                revoked: Default::default(),
+            }),
+            not_after,
+            usage,
+            chain,
+            revoker: crate::stop::Stopper::new(),
+        }
+    }
+
+    /// Its grants now.
+    pub fn grants(&self) -> arc_swap::Guard<Arc<Grants>> {
+        self.auth.grants.load()
+    }
+
+    /// Ends its authority: its connections close, its watches end.
+    pub fn revoke(&self) {
+        self.auth
+            .revoked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.revoker.stop();
+    }
+
+    /// A connection's view of the revocation.
+    pub fn revocation(&self) -> crate::stop::StopSignal {
+        self.revoker.signal()
+    }
 }
 
 /// What every request needs: the store, the policy, and who we are.
 pub struct App {
     /// The embedded store.
     pub store: Store,
-    /// The access policy.
-    pub policy: Policy,
+    /// What a reload replaces: TLS, CAs, CRLs, roles and binds.
+    pub live: arc_swap::ArcSwap<Live>,
+    /// Held for writing while a reload swaps `live` and updates the
+    /// clients; for reading while a client is made.
+    pub reloading: std::sync::RwLock<()>,
+    /// The clients connected now, by chain and configuration generation.
+    /// Who a verified chain is — the identity read from the leaf, its
+    /// grants and the chain's earliest notAfter — is a function of the
+    /// chain and the configuration, so the connections that present one
+    /// chain share it instead of parsing the certificates (and checking
+    /// the leaf's signature to name its issuer) at every handshake. The
+    /// chain was verified first (`tls::CachingVerifier`: in full, or
+    /// recognised as verified before and within its validity). A reload
+    /// updates the clients it finds here; new handshakes make new ones.
+    pub clients: WeakMap<([u8; 32], u64), Client>,
+    /// Reloads and the last one's result.
+    pub reloads: ReloadStats,
     /// 16 hex digits: `X-Etcd-Cluster-Id` and the member id.
     pub cluster_id: String,
     /// `cluster_id` as a header value, made once.
@@ -68,11 +139,6 @@ pub struct App {
     pub audit: bool,
     /// Logs are JSON lines.
     pub json_log: bool,
-    /// DER of the configured client CAs (to name a leaf's issuer).
-    pub client_cas: Vec<Vec<u8>>,
-    /// The earliest notAfter of the server's certificate chain, Unix
-    /// seconds.
-    pub server_not_after: Option<i64>,
 }
 
 const JSON: &str = "application/json";
@@ -304,7 +370,7 @@ fn route_other(app: &App, client: &Client, req: &Request<Bytes>) -> Response<Api
             r
         }),
         "/v2/stats/self" | "/v2/stats/store" | "/v2/stats/leader" => {
-            if client.grants.admin.is_none() {
+            if client.grants().admin.is_none() {
                 return denied();
             }
             only(get, "GET", || json_response(stats(app, path)))
@@ -412,7 +478,7 @@ fn keys<'a>(
     };
     let mut resp = match parsed {
         Err(e) => etcd_error(&e),
-        Ok(req) => match app.policy.decide(&client.grants, req) {
+        Ok(req) => match app.live.load().policy.decide(&client.grants(), req) {
             Decision::Deny(req) => {
                 *decided = Decided::Deny;
                 let resp = denied();
@@ -501,6 +567,21 @@ fn is_form(headers: &hyper::HeaderMap) -> bool {
         })
 }
 
+/// Whether a watch of `req` is still allowed to the client (decided again
+/// after a reload): its chain is trusted, its grants still allow it, and
+/// a watch set up unfiltered (the client read everything) still may be.
+fn still_allowed(auth: &Arc<Authority>, req: &KeysRequest, filtered: bool) -> Keep {
+    let auth = auth.clone();
+    let req = req.clone();
+    Arc::new(move || {
+        if auth.revoked.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let g = auth.grants.load();
+        decide_basis(&g, &req).is_some() && (filtered || g.reads_all())
+    })
+}
+
 /// Runs an allowed read (or watch) against the embedded store, answering
 /// as if the store held only the client's view.
 fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
@@ -515,19 +596,28 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
             // watch is not filtered (neither as the writer delivers nor as
             // each event is written).
             let filtered = filtered && !grants.reads_all();
+            // A filtered watch follows the client's grants as a reload
+            // changes them.
             let interest: Option<Interest> = filtered.then(|| {
-                let g = grants.clone();
-                Arc::new(move |e: &Event| g.sees(e)) as Interest
+                let auth = client.auth.clone();
+                Arc::new(move |e: &Event| auth.grants.load().sees(e)) as Interest
             });
             let r = req_ref;
+            let keep = still_allowed(&client.auth, r, filtered);
             let Some(slot) = app.quotas.watch(&client.usage) else {
                 let max = app.quotas.max_watches;
                 return over_limit(app, "watches", "max_watches_per_identity", max);
             };
-            match store.watch(&r.key, r.recursive, r.stream, r.wait_index, interest) {
+            // A reload either comes after the watch is registered (and
+            // decides it again) or before this check.
+            let _no_reload = app.reloading.read().unwrap_or_else(|p| p.into_inner());
+            if !keep() {
+                return denied();
+            }
+            match store.watch(&r.key, r.recursive, r.stream, r.wait_index, interest, keep) {
                 Err(e) => etcd_error(&e),
                 Ok((started, index)) => {
-                    let view = filtered.then(|| grants.clone());
+                    let view = filtered.then(|| client.auth.clone());
                     let body = match started {
                         Started::Ready(e) => WatchBody::ready(&e, r.stream, view),
                         Started::Once(rx, g) => WatchBody::once(rx, g, view),

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::policy::Grants;
+use crate::api::Authority;
 use crate::quota::Held;
 use crate::store::event::{encode_bare, Event};
 use crate::store::WatchGuard;
@@ -40,8 +40,10 @@ impl ApiBody {
 pub struct WatchBody {
     state: State,
     _guard: Option<WatchGuard>,
-    /// The client's grants when answers are filtered to its view.
-    view: Option<Arc<Grants>>,
+    /// The client's authority when answers are filtered to its view (its
+    /// grants as they are when an event is written: a reload may change
+    /// them).
+    view: Option<Arc<Authority>>,
     /// (client, key) for the audit line written when the watch ends.
     audit: Option<(String, String)>,
     /// The watch's slot under `max_watches_per_identity`, given back when
@@ -73,7 +75,7 @@ impl WatchBody {
 
     fn render(&self, e: &Event) -> Bytes {
         match &self.view {
-            Some(g) if !g.can_read(&e.node.key) => Bytes::from(encode_bare(e)),
+            Some(a) if !a.grants.load().can_read(&e.node.key) => Bytes::from(encode_bare(e)),
             _ => e.json(),
         }
     }
@@ -90,9 +92,9 @@ enum State {
 
 impl WatchBody {
     /// A watch answered at once from history.
-    pub fn ready(e: &Event, stream: bool, view: Option<Arc<Grants>>) -> WatchBody {
+    pub fn ready(e: &Event, stream: bool, view: Option<Arc<Authority>>) -> WatchBody {
         let json = match &view {
-            Some(g) if !g.can_read(&e.node.key) => Some(Bytes::from(encode_bare(e))),
+            Some(a) if !a.grants.load().can_read(&e.node.key) => Some(Bytes::from(encode_bare(e))),
             _ => Some(e.json()),
         };
         WatchBody {
@@ -112,7 +114,7 @@ impl WatchBody {
     pub fn once(
         rx: oneshot::Receiver<Arc<Event>>,
         guard: WatchGuard,
-        view: Option<Arc<Grants>>,
+        view: Option<Arc<Authority>>,
     ) -> WatchBody {
         WatchBody {
             _slot: None,
@@ -127,7 +129,7 @@ impl WatchBody {
     pub fn stream(
         rx: mpsc::Receiver<Arc<Event>>,
         guard: WatchGuard,
-        view: Option<Arc<Grants>>,
+        view: Option<Arc<Authority>>,
     ) -> WatchBody {
         WatchBody {
             _slot: None,

@@ -602,7 +602,7 @@ fn raise_nofile(max_connections: usize) -> Result<(), String> {
 fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log.format);
-    let tls = crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
+    let live = crate::reload::Live::new(config.clone(), 0)?;
     let addr: SocketAddr = config
         .server
         .listen
@@ -691,14 +691,12 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         );
         let app = Arc::new(App {
             store: store.clone(),
-            policy: Policy::new(&config),
+            live: arc_swap::ArcSwap::from_pointee(live),
+            reloading: Default::default(),
+            clients: Default::default(),
+            reloads: Default::default(),
             audit: config.log.audit,
             json_log: config.log.format == "json",
-            client_cas: crate::tls::client_roots(&config.tls)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|c| c.to_vec())
-                .collect(),
             cluster_header: hyper::header::HeaderValue::from_str(&cluster_id)
                 .map_err(|e| format!("cluster id {cluster_id:?}: {e}"))?,
             cluster_id,
@@ -708,11 +706,6 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             max_header_bytes: config.server.max_header_bytes,
             max_header_count: config.server.max_header_count,
             metrics: crate::metrics::RequestMetrics::default(),
-            server_not_after: crate::tls::server_chain(&config.tls)
-                .map_err(|e| e.to_string())?
-                .iter()
-                .filter_map(|c| crate::tls::not_after(c))
-                .min(),
             quotas: crate::quota::Quotas::new(
                 config.server.max_connections_per_identity,
                 config.server.max_watches_per_identity,
@@ -751,11 +744,32 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
             shutdown_signal().await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         };
-        crate::server::run(listener, tls, app, config.server.clone(), listener_stats, signal).await;
+        tokio::spawn(reload_on_sighup(app.clone()));
+        crate::server::run(listener, app, config.server.clone(), listener_stats, signal).await;
         store.shutdown(config.server.shutdown_timeout);
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Reloads the configuration at each SIGHUP (SPEC §6).
+async fn reload_on_sighup(app: Arc<App>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: no reloads");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let app = app.clone();
+        // Reading files and verifying chains: off the request threads.
+        let done = tokio::task::spawn_blocking(move || crate::reload::reload(&app)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("reload refused, the configuration before it serves: {e}")
+            }
+            Err(e) => tracing::error!("reload failed: {e}"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod quota;
+pub mod reload;
 pub mod server;
 pub mod stop;
 pub mod store;

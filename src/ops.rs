@@ -69,7 +69,14 @@ fn answer<B>(ops: &Ops, req: &Request<B>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into(), PLAIN),
         "/readyz" => match readiness(ops) {
-            Ok(()) => text(StatusCode::OK, "ready\n".into(), PLAIN),
+            Ok(()) => {
+                let last = ops.app.reloads.last_error.lock();
+                let body = match &*last.unwrap_or_else(|p| p.into_inner()) {
+                    Some(e) => format!("ready\nlast reload failed: {e}\n"),
+                    None => "ready\n".into(),
+                };
+                text(StatusCode::OK, body, PLAIN)
+            }
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),
@@ -207,20 +214,40 @@ fn metrics(ops: &Ops) -> String {
         &stats,
     );
     ops.app.metrics.write(&mut out);
+    let reloads = &ops.app.reloads;
+    let failed = reloads
+        .last_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some();
+    let _ = writeln!(
+        out,
+        "# HELP keygate_reloads_total Configuration reloads (SIGHUP), by result.\n\
+         # TYPE keygate_reloads_total counter\n\
+         keygate_reloads_total{{result=\"ok\"}} {}\n\
+         keygate_reloads_total{{result=\"failed\"}} {}\n\
+         # HELP keygate_last_reload_failed 1 when the last reload was refused (the configuration before it serves).\n\
+         # TYPE keygate_last_reload_failed gauge\n\
+         keygate_last_reload_failed {}",
+        reloads.ok.load(Ordering::Relaxed),
+        reloads.failed.load(Ordering::Relaxed),
+        u8::from(failed)
+    );
     let now = crate::store::now_nanos() / 1_000_000_000;
     let _ = writeln!(
         out,
         "# HELP keygate_certificate_expiry_seconds Seconds until a certificate expires (negative: expired): the server's chain (its earliest notAfter) and each client CA, numbered in the order of tls.client_ca.\n\
          # TYPE keygate_certificate_expiry_seconds gauge"
     );
-    if let Some(t) = ops.app.server_not_after {
+    let live = ops.app.live.load();
+    if let Some(t) = live.server_not_after {
         let _ = writeln!(
             out,
             "keygate_certificate_expiry_seconds{{cert=\"server\"}} {}",
             t - now
         );
     }
-    for (i, ca) in ops.app.client_cas.iter().enumerate() {
+    for (i, ca) in live.client_cas.iter().enumerate() {
         if let Some(t) = crate::tls::not_after(ca) {
             let _ = writeln!(
                 out,

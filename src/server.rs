@@ -11,7 +11,6 @@ use std::task::Poll;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -88,28 +87,44 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Serves a connection until it ends or its certificate expires; `_slot`
-/// is the connection's share of its identity's limit, held until then.
+/// Why a connection's authority ended before the connection did.
+enum Ended {
+    Closed,
+    Expired,
+    Revoked,
+}
+
+/// Serves a connection until it ends, its certificate expires, or a
+/// reload no longer trusts its chain (`revoked`); `_slot` is the
+/// connection's share of its identity's limit, held until then.
 async fn until_expiry(
     conn: impl Future<Output = ()>,
     expiry: std::time::Duration,
     peer: std::net::SocketAddr,
     _slot: Option<Held>,
+    revoked: crate::stop::StopSignal,
 ) {
     let at = tokio::time::Instant::now() + expiry;
     let mut conn = std::pin::pin!(conn);
     let mut sleep = std::pin::pin!(tokio::time::sleep_until(at));
     // The timer is polled only when its moment may have come.
     let mut armed = false;
-    let expired = std::future::poll_fn(|cx| {
+    let ended = std::future::poll_fn(|cx| {
         if conn.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(false);
+            return Poll::Ready(Ended::Closed);
         }
-        crate::http1::poll_timer(sleep.as_mut(), at, &mut armed, None, cx).map(|()| true)
+        if revoked.poll_stopping(cx).is_ready() {
+            return Poll::Ready(Ended::Revoked);
+        }
+        crate::http1::poll_timer(sleep.as_mut(), at, &mut armed, None, cx).map(|()| Ended::Expired)
     })
     .await;
-    if expired {
-        tracing::info!(%peer, "client certificate expired: connection closed");
+    match ended {
+        Ended::Closed => {}
+        Ended::Expired => tracing::info!(%peer, "client certificate expired: connection closed"),
+        Ended::Revoked => {
+            tracing::info!(%peer, "client certificate chain no longer trusted after a reload: connection closed")
+        }
     }
 }
 
@@ -122,14 +137,17 @@ struct Limits {
 /// The TLS handshake within `handshake_timeout`, then who the client is
 /// (shared by the connections of one chain). `None`: refused, counted.
 async fn handshake(
-    acceptor: TlsAcceptor,
     tcp: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     app: &App,
-    clients: &crate::weakmap::WeakMap<[u8; 32], Client>,
     limits: &Limits,
     stats: &ListenerStats,
 ) -> Option<(TlsStream, Arc<Client>)> {
+    // The configuration current when the connection came.
+    let (acceptor, generation) = {
+        let live = app.live.load();
+        (TlsAcceptor::from(live.tls.clone()), live.generation)
+    };
     let tls =
         match tokio::time::timeout(limits.server.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(s)) => s,
@@ -150,11 +168,25 @@ async fn handshake(
     // The verifier requires a certificate; never serve without one.
     let chain = tls.get_ref().1.peer_certificates()?;
     let leaf = chain.first()?;
-    let client = clients.get_or_make(&crate::tls::chain_key(leaf.as_ref(), &chain[1..]), || {
+    // A client is made under one configuration: a reload waits, or comes
+    // after it is made (and updates it).
+    let _no_reload = app.reloading.read().unwrap_or_else(|p| p.into_inner());
+    let live = app.live.load();
+    if live.generation != generation && !live.trusts(chain) {
+        // Verified under a configuration a reload replaced since.
+        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+        stats.count_reason("untrusted_after_reload");
+        return None;
+    }
+    let key = (
+        crate::tls::chain_key(leaf.as_ref(), &chain[1..]),
+        live.generation,
+    );
+    let client = app.clients.get_or_make(&key, || {
         let issuers: Vec<&[u8]> = chain[1..]
             .iter()
             .map(|c| c.as_ref())
-            .chain(app.client_cas.iter().map(Vec::as_slice))
+            .chain(live.client_cas.iter().map(Vec::as_slice))
             .collect();
         let identity = Identity::from_leaf(leaf, &issuers);
         // The connection's authority ends with the first certificate of
@@ -164,16 +196,12 @@ async fn handshake(
             .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
             .map(|(_, c)| c.validity().not_after.timestamp())
             .min();
-        let grants = app.policy.shared_grants(&identity);
+        let grants = live.policy.shared_grants(&identity);
         let usage = app.quotas.usage(&identity.fingerprint);
-        Client {
-            identity,
-            grants,
-            not_after,
-            usage,
-        }
+        let chain = chain.iter().map(|c| c.clone().into_owned()).collect();
+        Client::new(identity, grants, not_after, usage, chain)
     });
-    tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants.roles, "client connected");
+    tracing::debug!(%peer, client = client.identity.label(), roles = ?client.grants().roles, "client connected");
     Some((tls, client))
 }
 
@@ -203,12 +231,9 @@ fn connection(
     limits: &Limits,
     watcher: hyper_util::server::graceful::Watcher,
     h1_stop: crate::stop::StopSignal,
-) -> (
-    Pin<Box<dyn Future<Output = ()> + Send>>,
-    std::time::Duration,
-    Option<Held>,
-) {
+) -> Serving {
     let expiry = until_not_after(client.not_after);
+    let revoked = client.revocation();
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let Some(slot) = app.quotas.connection(&client.usage) else {
         tracing::debug!(
@@ -223,7 +248,12 @@ fn connection(
             let limits = limits.http1.clone();
             Box::pin(crate::http1::refuse(tls, refusal, limits, h1_stop))
         };
-        return (conn, expiry, None);
+        return Serving {
+            conn,
+            expiry,
+            slot: None,
+            revoked,
+        };
     };
     let conn: Pin<Box<dyn Future<Output = ()> + Send>> = if h2 {
         Box::pin(serve_h2(tls, app, client, limits.server.clone(), watcher))
@@ -231,7 +261,23 @@ fn connection(
         let limits = limits.http1.clone();
         Box::pin(crate::http1::serve(tls, app, client, limits, h1_stop))
     };
-    (conn, expiry, Some(slot))
+    Serving {
+        conn,
+        expiry,
+        slot: Some(slot),
+        revoked,
+    }
+}
+
+/// What serves an accepted connection, and what ends it early.
+struct Serving {
+    conn: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Until its certificate expires.
+    expiry: std::time::Duration,
+    /// Its share of `max_connections_per_identity` (none: over it).
+    slot: Option<Held>,
+    /// Told when a reload no longer trusts its chain.
+    revoked: crate::stop::StopSignal,
 }
 
 /// The answer to a connection over `max_connections_per_identity`.
@@ -297,13 +343,11 @@ async fn serve_h2(
 /// in-flight requests `shutdown_timeout` to finish.
 pub async fn run(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
     app: Arc<App>,
     limits: ServerLimits,
     stats: Arc<ListenerStats>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let timeout = limits.shutdown_timeout;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -318,14 +362,6 @@ pub async fn run(
         server: limits,
     });
     let h1_stop = crate::stop::Stopper::new();
-    // Who a verified chain is: the identity read from the leaf, its grants
-    // and the chain's earliest notAfter are a pure function of the chain
-    // and the configuration, so the connections that present one chain
-    // share them instead of parsing the certificates (and checking the
-    // leaf's signature to name its issuer) at every handshake. The chain
-    // was verified first (`tls::CachingVerifier`: in full, or recognised
-    // as verified before and within its validity).
-    let clients: Arc<crate::weakmap::WeakMap<[u8; 32], Client>> = Arc::default();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -346,11 +382,9 @@ pub async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
         let app = app.clone();
         let limits = limits.clone();
         let stats = stats.clone();
-        let clients = clients.clone();
         let watcher = graceful.watcher();
         let h1_signal = h1_stop.signal();
         // Each phase's future is boxed: the task itself stays small, and a
@@ -362,14 +396,12 @@ pub async fn run(
             // Neither the handshake's state nor the TLS stream stays in
             // this task: the accepted stream moves into the boxed serving
             // future within one statement.
-            let accepted = crate::http1::boxed(handshake(
-                acceptor, tcp, peer, &app, &clients, &limits, &stats,
-            ));
-            let (conn, expiry, slot) = match accepted.await {
+            let accepted = crate::http1::boxed(handshake(tcp, peer, &app, &limits, &stats));
+            let s = match accepted.await {
                 Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_signal),
                 None => return,
             };
-            until_expiry(conn, expiry, peer, slot).await;
+            until_expiry(s.conn, s.expiry, peer, s.slot, s.revoked).await;
         });
     }
     drop(listener);

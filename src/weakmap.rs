@@ -53,6 +53,14 @@ impl<K: Hash + Eq, V> WeakMap<K, V> {
     }
 }
 
+impl<K, V> WeakMap<K, V> {
+    /// The values held now.
+    pub fn live(&self) -> Vec<Arc<V>> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.map.values().filter_map(Weak::upgrade).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 use crate::v2::error::{self as code, EtcdError};
 use event::{Action, Event, NodeRepr};
 use tree::{components, lookup, Kind, Lookup, Name, Node};
-pub use watch::{Hub, Interest, Started, WatchGuard};
+pub use watch::{Hub, Interest, Keep, Started, WatchGuard};
 
 /// Unix time in nanoseconds, from the wall clock (expirations are wall
 /// times, as in etcd).
@@ -263,6 +263,7 @@ impl Shared {
 
 enum Command {
     Write(WriteOp, oneshot::Sender<WriteResult>),
+    SetWatched(Vec<String>),
     Shutdown(std::sync::mpsc::Sender<()>),
 }
 
@@ -428,16 +429,35 @@ impl Store {
         stream: bool,
         since: u64,
         interest: Option<Interest>,
+        keep: Keep,
     ) -> Result<(Started, u64), EtcdError> {
-        Hub::watch(&self.shared.hub, key, recursive, stream, since, interest).map_err(
-            |(start, current)| {
-                EtcdError::new(
-                    code::EVENT_INDEX_CLEARED,
-                    format!("the requested history has been cleared [{start}/{since}]"),
-                    current,
-                )
-            },
+        Hub::watch(
+            &self.shared.hub,
+            key,
+            recursive,
+            stream,
+            since,
+            interest,
+            keep,
         )
+        .map_err(|(start, current)| {
+            EtcdError::new(
+                code::EVENT_INDEX_CLEARED,
+                format!("the requested history has been cleared [{start}/{since}]"),
+                current,
+            )
+        })
+    }
+
+    /// Decides every watch again (after a reload); returns how many ended.
+    pub fn redecide_watches(&self) -> usize {
+        watch::lock(&self.shared.hub).redecide()
+    }
+
+    /// Replaces the watched paths (the policy's read prefixes) whose
+    /// existence a directory removal records.
+    pub fn set_watched(&self, watched: Vec<String>) {
+        let _ = self.tx.send(Command::SetWatched(watched));
     }
 
     /// Stops the writer after the writes already queued, and waits (up to
@@ -502,6 +522,7 @@ impl Writer {
             while let Some(cmd) = next {
                 match cmd {
                     Command::Write(op, reply) => batch.push((op, reply)),
+                    Command::SetWatched(watched) => self.watched = watched.into_iter().collect(),
                     Command::Shutdown(done) => {
                         stop = Some(done);
                         break;

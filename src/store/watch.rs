@@ -21,6 +21,10 @@ pub const STREAM_QUEUE: usize = 100;
 /// the store knows no policy).
 pub type Interest = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 
+/// Decides whether a watcher may go on after the policy changed (a
+/// reload); a watcher it refuses is ended.
+pub type Keep = Arc<dyn Fn() -> bool + Send + Sync>;
+
 enum Sink {
     Once(Option<oneshot::Sender<Arc<Event>>>),
     Stream(mpsc::Sender<Arc<Event>>),
@@ -31,6 +35,7 @@ struct Watcher {
     recursive: bool,
     since: u64,
     interest: Option<Interest>,
+    keep: Keep,
     sink: Sink,
 }
 
@@ -190,6 +195,7 @@ impl Hub {
         stream: bool,
         since: u64,
         interest: Option<Interest>,
+        keep: Keep,
     ) -> Result<(Started, u64), (u64, u64)> {
         let mut hub = lock(this);
         let current = hub.current;
@@ -222,10 +228,28 @@ impl Hub {
                 recursive,
                 since,
                 interest,
+                keep,
                 sink,
             });
         hub.count += 1;
         Ok((started, current))
+    }
+
+    /// Decides every watcher again (after a reload): the ones their
+    /// `keep` refuses are removed, which ends their watches (the sender
+    /// dropped, the body ends). Returns how many ended.
+    pub fn redecide(&mut self) -> usize {
+        let mut ended = 0;
+        for list in self.watchers.values_mut() {
+            list.retain(|w| {
+                let keep = (w.keep)();
+                ended += usize::from(!keep);
+                keep
+            });
+        }
+        self.watchers.retain(|_, list| !list.is_empty());
+        self.count -= ended;
+        ended
     }
 
     /// Records committed events in history and wakes their watchers.

@@ -1,0 +1,204 @@
+//! Reload on SIGHUP (SPEC §6): the TLS certificate and key, the client
+//! CAs, the CRLs, the roles and the binds are read again and swapped in
+//! whole; the other fields of the file need a restart (they are logged,
+//! not applied). A configuration that does not load is refused whole and
+//! the current one keeps serving.
+//!
+//! What a reload changes for what is already open:
+//! - every connected chain is verified again under the new CAs and CRLs;
+//!   the connections of a chain that fails are closed (their watches end);
+//! - the other clients' grants are recomputed: their next request is
+//!   decided under the new policy;
+//! - every waiting watch is decided again: one no longer allowed ends, the
+//!   rest are filtered with the client's new grants from then on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::ServerConfig;
+
+use crate::api::App;
+use crate::config::Config;
+use crate::policy::{Policy, PrefixSet};
+
+/// The part of the configuration a reload replaces.
+pub struct Live {
+    /// Counts reloads: 0 for the configuration keygate started with.
+    pub generation: u64,
+    /// The configuration it came from.
+    pub config: Config,
+    /// For new handshakes.
+    pub tls: Arc<ServerConfig>,
+    /// Roles and binds.
+    pub policy: Policy,
+    /// DER of the client CAs (to name a leaf's issuer).
+    pub client_cas: Vec<Vec<u8>>,
+    /// The full client verifier (CAs, CRLs), to check connected chains
+    /// again.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    /// The earliest notAfter of the server's chain, Unix seconds.
+    pub server_not_after: Option<i64>,
+}
+
+impl Live {
+    /// Builds everything a reload swaps from `config`, checking every file
+    /// it names.
+    pub fn new(config: Config, generation: u64) -> Result<Live, String> {
+        let tls = crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
+        let verifier = crate::tls::client_verifier(&config.tls).map_err(|e| e.to_string())?;
+        let client_cas = crate::tls::client_roots(&config.tls)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect();
+        let server_not_after = crate::tls::server_chain(&config.tls)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter_map(|c| crate::tls::not_after(c))
+            .min();
+        Ok(Live {
+            generation,
+            tls,
+            policy: Policy::new(&config),
+            client_cas,
+            verifier,
+            server_not_after,
+            config,
+        })
+    }
+
+    /// Whether a chain (leaf first) is still trusted under this
+    /// configuration.
+    pub fn trusts(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .is_ok()
+    }
+}
+
+/// The fields a reload does not apply that differ between `old` and `new`.
+pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! compare {
+        ($($section:ident . $field:ident),* $(,)?) => {
+            $(
+                if format!("{:?}", old.$section.$field) != format!("{:?}", new.$section.$field) {
+                    changed.push(concat!(stringify!($section), ".", stringify!($field)));
+                }
+            )*
+        };
+    }
+    compare!(
+        server.listen,
+        server.advertise_url,
+        server.ops_listen,
+        server.max_connections,
+        server.max_connections_per_identity,
+        server.max_watches_per_identity,
+        server.max_streams_per_connection,
+        server.handshake_timeout,
+        server.request_timeout,
+        server.idle_timeout,
+        server.shutdown_timeout,
+        server.max_body_bytes,
+        server.max_header_bytes,
+        server.max_header_count,
+        log.format,
+        log.audit,
+    );
+    if format!("{:?}", old.backend) != format!("{:?}", new.backend) {
+        changed.push("backend");
+    }
+    changed
+}
+
+/// The outcome of the reloads so far.
+#[derive(Default)]
+pub struct ReloadStats {
+    /// Reloads applied.
+    pub ok: AtomicU64,
+    /// Reloads refused.
+    pub failed: AtomicU64,
+    /// Why the last reload was refused; `None` when it was applied (or
+    /// none was asked for).
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// Reads the configuration file again and applies it; on an error the
+/// current configuration stays, and the error is returned (and kept for
+/// `/readyz`).
+pub fn reload(app: &App) -> Result<(), String> {
+    let result = apply(app);
+    let stats = &app.reloads;
+    let mut last = stats.last_error.lock().unwrap_or_else(|p| p.into_inner());
+    match &result {
+        Ok(()) => {
+            stats.ok.fetch_add(1, Ordering::Relaxed);
+            *last = None;
+        }
+        Err(e) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            *last = Some(e.clone());
+        }
+    }
+    result
+}
+
+fn apply(app: &App) -> Result<(), String> {
+    let current = app.live.load_full();
+    let config = Config::load(&current.config.path).map_err(|e| e.to_string())?;
+    let restart = needs_restart(&current.config, &config);
+    let watched = PrefixSet::all_read_prefixes(&config);
+    let live = Arc::new(Live::new(config, current.generation + 1)?);
+    let ended = {
+        // No client is made while the policy changes (see
+        // `App::client_for`): each one is made under one configuration,
+        // and every one that exists now is updated below.
+        let _no_new_clients = app.reloading.write().unwrap_or_else(|p| p.into_inner());
+        app.live.store(live.clone());
+        app.store.set_watched(watched);
+        for client in app.clients.live() {
+            if live.trusts(&client.chain) {
+                // Its issuer is named among the new CAs.
+                let issuers: Vec<&[u8]> = client.chain[1..]
+                    .iter()
+                    .map(|c| c.as_ref())
+                    .chain(live.client_cas.iter().map(Vec::as_slice))
+                    .collect();
+                let identity =
+                    crate::identity::Identity::from_leaf(client.chain[0].as_ref(), &issuers);
+                client
+                    .auth
+                    .grants
+                    .store(live.policy.shared_grants(&identity));
+            } else {
+                tracing::info!(
+                    client = client.identity.label(),
+                    "reload: the client's certificate chain is no longer trusted: its connections are closed"
+                );
+                client.revoke();
+            }
+        }
+        // Watches are decided again with the clients' new grants; a watch
+        // being set up now waits, then is decided under the new ones.
+        app.store.redecide_watches()
+    };
+    for field in &restart {
+        tracing::warn!(
+            field,
+            "reload: {field} changed and needs a restart: not applied"
+        );
+    }
+    tracing::info!(
+        generation = live.generation,
+        watches_ended = ended,
+        "configuration reloaded from {}",
+        live.config.path.display()
+    );
+    Ok(())
+}
