@@ -602,7 +602,7 @@ fn raise_nofile(max_connections: usize) -> Result<(), String> {
 fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log.format);
-    let live = crate::reload::Live::new(config.clone(), 0)?;
+    let live = crate::reload::Live::new(config.clone(), 0, Arc::new(config.clone()))?;
     let addr: SocketAddr = config
         .server
         .listen

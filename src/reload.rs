@@ -29,6 +29,9 @@ pub struct Live {
     pub generation: u64,
     /// The configuration it came from.
     pub config: Config,
+    /// The configuration keygate started with: what the fields a reload
+    /// does not apply still are.
+    pub boot: Arc<Config>,
     /// For new handshakes.
     pub tls: Arc<ServerConfig>,
     /// Roles and binds.
@@ -45,7 +48,7 @@ pub struct Live {
 impl Live {
     /// Builds everything a reload swaps from `config`, checking every file
     /// it names.
-    pub fn new(config: Config, generation: u64) -> Result<Live, String> {
+    pub fn new(config: Config, generation: u64, boot: Arc<Config>) -> Result<Live, String> {
         let tls = crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
         let verifier = crate::tls::client_verifier(&config.tls).map_err(|e| e.to_string())?;
         let client_cas = crate::tls::client_roots(&config.tls)
@@ -66,6 +69,7 @@ impl Live {
             verifier,
             server_not_after,
             config,
+            boot,
         })
     }
 
@@ -81,7 +85,8 @@ impl Live {
     }
 }
 
-/// The fields a reload does not apply that differ between `old` and `new`.
+/// The fields a reload does not apply that differ between `old` (what
+/// keygate started with) and `new`.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     macro_rules! compare {
@@ -152,9 +157,13 @@ pub fn reload(app: &App) -> Result<(), String> {
 fn apply(app: &App) -> Result<(), String> {
     let current = app.live.load_full();
     let config = Config::load(&current.config.path).map_err(|e| e.to_string())?;
-    let restart = needs_restart(&current.config, &config);
+    let restart = needs_restart(&current.boot, &config);
     let watched = PrefixSet::all_read_prefixes(&config);
-    let live = Arc::new(Live::new(config, current.generation + 1)?);
+    let live = Arc::new(Live::new(
+        config,
+        current.generation + 1,
+        current.boot.clone(),
+    )?);
     let ended = {
         // No client is made while the policy changes (see
         // `App::client_for`): each one is made under one configuration,
