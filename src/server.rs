@@ -95,17 +95,16 @@ enum Ended {
 }
 
 /// Serves a connection until it ends, its certificate expires, or a
-/// reload no longer trusts its chain (`revoked`); `_slot` is the
-/// connection's share of its identity's limit, held until then.
-async fn until_expiry(
-    conn: impl Future<Output = ()>,
-    expiry: std::time::Duration,
-    peer: std::net::SocketAddr,
-    _slot: Option<Held>,
-    revoked: crate::stop::StopSignal,
-) {
+/// reload no longer trusts its chain; its share of its identity's
+/// connection limit is held until then.
+async fn until_expiry(serving: Serving, peer: std::net::SocketAddr) {
+    let Serving {
+        mut conn,
+        expiry,
+        slot: _slot,
+        revoked,
+    } = serving;
     let at = tokio::time::Instant::now() + expiry;
-    let mut conn = std::pin::pin!(conn);
     let mut sleep = std::pin::pin!(tokio::time::sleep_until(at));
     // The timer is polled only when its moment may have come.
     let mut armed = false;
@@ -397,11 +396,11 @@ pub async fn run(
             // this task: the accepted stream moves into the boxed serving
             // future within one statement.
             let accepted = crate::http1::boxed(handshake(tcp, peer, &app, &limits, &stats));
-            let s = match accepted.await {
+            let serving = match accepted.await {
                 Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_signal),
                 None => return,
             };
-            until_expiry(s.conn, s.expiry, peer, s.slot, s.revoked).await;
+            until_expiry(serving, peer).await;
         });
     }
     drop(listener);
