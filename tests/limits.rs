@@ -8,15 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, ops_request, Client, Keygate, Pki, Resp};
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
-        .parse()
-        .unwrap()
-}
+use common::{free_port, metric, ops_request, quick, Client, Keygate, Pki, Resp};
 
 /// The exact 503 a limit answers with.
 #[track_caller]
@@ -33,14 +25,6 @@ fn assert_over_limit(r: &Resp, what: &str, field: &str, max: usize, index: u64) 
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("x-etcd-index"), Some(index.to_string().as_str()));
     assert!(r.header("x-etcd-cluster-id").is_some());
-}
-
-/// `f`, which must finish at once (a refusal that does not come would
-/// otherwise leave a watch waiting forever).
-async fn quick<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("no answer within 10 s")
 }
 
 /// Retries `GET /v2/keys/` on new connections until one is served (a

@@ -5,15 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{free_port, ops_request, Client, Keygate, Pki};
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
-        .parse()
-        .unwrap()
-}
+use common::{free_port, metric, ops_request, Client, Keygate, Pki};
 
 #[tokio::test]
 async fn ops_endpoints_report_health_readiness_and_counters() {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, ops_request, CertFiles, Client, Keygate, Pki};
+use common::{free_port, metric, ops_request, quick, CertFiles, Client, Keygate, Pki};
 use rcgen::SerialNumber;
 
 /// A config file for `pki` with the ops listener on `ops`; `tls_extra`
@@ -109,20 +109,6 @@ impl Setup {
             .iter()
             .any(|l| l.contains(needle))
     }
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .parse()
-        .unwrap()
-}
-
-async fn quick<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), f)
-        .await
-        .expect("no answer within 10 s")
 }
 
 #[tokio::test]

@@ -721,6 +721,23 @@ pub fn start_etcd(pki: &Pki, client: &CertFiles) -> Etcd {
     }
 }
 
+/// The value of one series in Prometheus text (`name{labels}`, whole).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// `f`, which must finish at once: an answer that does not come (a watch
+/// left waiting, say) fails the test in 10 s instead of hanging it.
+pub async fn quick<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("no answer within 10 s")
+}
+
 /// A plain HTTP/1.1 GET (or other method) to the ops listener: (status, body).
 pub fn ops_request(port: u16, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
