@@ -322,11 +322,16 @@ fn route<'a>(
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         return keys(app, client, req, decided);
     }
-    route_other(app, client, &req).into()
+    route_other(app, client, &req, decided).into()
 }
 
 /// The endpoints beside the keys.
-fn route_other(app: &App, client: &Client, req: &Request<Bytes>) -> Response<ApiBody> {
+fn route_other(
+    app: &App,
+    client: &Client,
+    req: &Request<Bytes>,
+    decided: &mut Decided,
+) -> Response<ApiBody> {
     let path = req.uri().path();
     let method = req.method().clone();
     let get = method == Method::GET;
@@ -371,8 +376,10 @@ fn route_other(app: &App, client: &Client, req: &Request<Bytes>) -> Response<Api
         }),
         "/v2/stats/self" | "/v2/stats/store" | "/v2/stats/leader" => {
             if client.grants().admin.is_none() {
+                *decided = Decided::Deny;
                 return denied();
             }
+            *decided = Decided::Allow;
             only(get, "GET", || json_response(stats(app, path)))
         }
         _ => not_found(),

@@ -106,6 +106,8 @@ async fn requests_are_counted_by_method_decision_and_status() {
             .await,
     );
     expect(200, c.req("GET", "/version", None).await);
+    // /v2/stats is for admin roles: a decision too.
+    expect(403, c.req("GET", "/v2/stats/self", None).await);
     expect(200, c.req("HEAD", "/v2/keys/team-a/x", None).await);
     expect(200, c.req("DELETE", "/v2/keys/team-a/x", None).await);
 
@@ -121,7 +123,7 @@ async fn requests_are_counted_by_method_decision_and_status() {
     );
     assert_eq!(
         requests("method=\"GET\",decision=\"deny\",status=\"403\""),
-        1.0
+        2.0
     );
     assert_eq!(
         requests("method=\"PUT\",decision=\"none\",status=\"400\""),
@@ -146,7 +148,7 @@ async fn requests_are_counted_by_method_decision_and_status() {
             &format!("keygate_request_duration_seconds_{what}{{method=\"{method}\"}}"),
         )
     };
-    assert_eq!(latency("count", "GET"), 4.0);
+    assert_eq!(latency("count", "GET"), 5.0);
     assert_eq!(latency("count", "PUT"), 2.0);
     assert!(latency("sum", "PUT") > 0.0, "{m}");
     assert_eq!(
