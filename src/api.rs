@@ -485,7 +485,7 @@ fn keys<'a>(
     };
     let mut resp = match parsed {
         Err(e) => etcd_error(&e),
-        Ok(req) => match app.live.load().policy.decide(&client.grants(), req) {
+        Ok(req) => match crate::policy::decide(&client.grants(), req) {
             Decision::Deny(req) => {
                 *decided = Decided::Deny;
                 let resp = denied();

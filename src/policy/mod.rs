@@ -181,6 +181,8 @@ pub struct Grants {
     pub binds: Vec<usize>,
     /// Names of the roles granted.
     pub roles: BTreeSet<String>,
+    /// Made by a policy that does not enforce access control.
+    pub unenforced: bool,
     root_view: std::sync::OnceLock<crate::store::event::ViewTrie>,
 }
 
@@ -385,6 +387,7 @@ impl Policy {
     pub fn grants(&self, id: &Identity) -> Grants {
         let mut g = Grants::default();
         if !self.enforced {
+            g.unenforced = true;
             let o = Origin {
                 role: "*".into(),
                 bind: 0,
@@ -425,27 +428,29 @@ impl Policy {
         g
     }
 
-    /// Decides a keys request for a client with `grants`.
-    pub fn decide(&self, grants: &Arc<Grants>, req: KeysRequest) -> Decision {
-        let basis = if !self.enforced {
-            Some(Basis::Unenforced)
-        } else {
-            decide_basis(grants, &req)
-        };
-        match basis {
-            Some(basis) => Decision::Allow(Permitted {
-                inner: req,
-                grants: grants.clone(),
-                basis,
-                enforced: self.enforced,
-            }),
-            None => Decision::Deny(req),
-        }
-    }
-
     /// Whether access control is enforced.
     pub fn enforced(&self) -> bool {
         self.enforced
+    }
+}
+
+/// Decides a keys request for a client with `grants`, under the policy
+/// that made them (which the grants say: a reload swaps the policy and the
+/// grants together, and a request needs only the grants).
+pub fn decide(grants: &Arc<Grants>, req: KeysRequest) -> Decision {
+    let basis = if grants.unenforced {
+        Some(Basis::Unenforced)
+    } else {
+        decide_basis(grants, &req)
+    };
+    match basis {
+        Some(basis) => Decision::Allow(Permitted {
+            inner: req,
+            grants: grants.clone(),
+            basis,
+            enforced: !grants.unenforced,
+        }),
+        None => Decision::Deny(req),
     }
 }
 
