@@ -68,6 +68,11 @@ fn method_index(m: &Method) -> usize {
     }
 }
 
+/// Where the counter of (method, decision, status) indexes lives.
+fn count_index(method: usize, decision: usize, status: usize) -> usize {
+    (method * DECISIONS.len() + decision) * (STATUSES.len() + 1) + status
+}
+
 fn status_index(s: StatusCode) -> usize {
     let s = s.as_u16();
     STATUSES
@@ -81,8 +86,7 @@ impl RequestMetrics {
     pub fn record(&self, method: &Method, decided: Decided, status: StatusCode, elapsed: Duration) {
         let m = method_index(method);
         let d = decided as usize;
-        let i = (m * DECISIONS.len() + d) * (STATUSES.len() + 1) + status_index(status);
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.counts[count_index(m, d, status_index(status))].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         let b = BUCKETS
             .iter()
@@ -104,8 +108,7 @@ impl RequestMetrics {
         for (mi, method) in METHODS.iter().enumerate() {
             for (di, decision) in DECISIONS.iter().enumerate() {
                 for si in 0..=STATUSES.len() {
-                    let i = (mi * DECISIONS.len() + di) * (STATUSES.len() + 1) + si;
-                    let n = self.counts[i].load(Ordering::Relaxed);
+                    let n = self.counts[count_index(mi, di, si)].load(Ordering::Relaxed);
                     if n == 0 {
                         continue;
                     }

@@ -29,6 +29,13 @@ impl Usage {
     pub fn watches(&self) -> usize {
         self.watches.load(Ordering::Relaxed)
     }
+
+    fn counter(&self, kind: Kind) -> &AtomicUsize {
+        match kind {
+            Kind::Connection => &self.connections,
+            Kind::Watch => &self.watches,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,15 +57,6 @@ impl Drop for Held {
         self.usage
             .counter(self.kind)
             .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Usage {
-    fn counter(&self, kind: Kind) -> &AtomicUsize {
-        match kind {
-            Kind::Connection => &self.connections,
-            Kind::Watch => &self.watches,
-        }
     }
 }
 

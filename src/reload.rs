@@ -21,6 +21,7 @@ use rustls::ServerConfig;
 
 use crate::api::App;
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::policy::{Policy, PrefixSet};
 
 /// The part of the configuration a reload replaces.
@@ -49,18 +50,17 @@ impl Live {
     /// Builds everything a reload swaps from `config`, checking every file
     /// it names.
     pub fn new(config: Config, generation: u64, boot: Arc<Config>) -> Result<Live, String> {
-        let tls = crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
         let verifier = crate::tls::client_verifier(&config.tls).map_err(|e| e.to_string())?;
+        let tls = crate::tls::server_config_with(&config.tls, verifier.clone())
+            .map_err(|e| e.to_string())?;
         let client_cas = crate::tls::client_roots(&config.tls)
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|c| c.to_vec())
             .collect();
-        let server_not_after = crate::tls::server_chain(&config.tls)
-            .map_err(|e| e.to_string())?
-            .iter()
-            .filter_map(|c| crate::tls::not_after(c))
-            .min();
+        let server_not_after = crate::tls::earliest_not_after(
+            &crate::tls::server_chain(&config.tls).map_err(|e| e.to_string())?,
+        );
         Ok(Live {
             generation,
             tls,
@@ -71,6 +71,17 @@ impl Live {
             config,
             boot,
         })
+    }
+
+    /// Who a verified chain (leaf first) is: its issuer is named among the
+    /// intermediates it presented and this configuration's CAs.
+    pub fn identity(&self, chain: &[CertificateDer<'_>]) -> Identity {
+        let issuers: Vec<&[u8]> = chain[1..]
+            .iter()
+            .map(|c| c.as_ref())
+            .chain(self.client_cas.iter().map(Vec::as_slice))
+            .collect();
+        Identity::from_leaf(chain[0].as_ref(), &issuers)
     }
 
     /// Whether a chain (leaf first) is still trusted under this
@@ -174,13 +185,7 @@ fn apply(app: &App) -> Result<(), String> {
         for client in app.clients.live() {
             if live.trusts(&client.chain) {
                 // Its issuer is named among the new CAs.
-                let issuers: Vec<&[u8]> = client.chain[1..]
-                    .iter()
-                    .map(|c| c.as_ref())
-                    .chain(live.client_cas.iter().map(Vec::as_slice))
-                    .collect();
-                let identity =
-                    crate::identity::Identity::from_leaf(client.chain[0].as_ref(), &issuers);
+                let identity = live.identity(&client.chain);
                 client
                     .auth
                     .grants

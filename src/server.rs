@@ -17,7 +17,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, App, Client};
 use crate::config::Server as ServerLimits;
-use crate::identity::Identity;
 use crate::quota::Held;
 
 type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
@@ -182,19 +181,10 @@ async fn handshake(
         live.generation,
     );
     let client = app.clients.get_or_make(&key, || {
-        let issuers: Vec<&[u8]> = chain[1..]
-            .iter()
-            .map(|c| c.as_ref())
-            .chain(live.client_cas.iter().map(Vec::as_slice))
-            .collect();
-        let identity = Identity::from_leaf(leaf, &issuers);
+        let identity = live.identity(chain);
         // The connection's authority ends with the first certificate of
         // its chain to expire.
-        let not_after = chain
-            .iter()
-            .filter_map(|c| x509_parser::parse_x509_certificate(c).ok())
-            .map(|(_, c)| c.validity().not_after.timestamp())
-            .min();
+        let not_after = crate::tls::earliest_not_after(chain);
         let grants = live.policy.shared_grants(&identity);
         let usage = app.quotas.usage(&identity.fingerprint);
         let chain = chain.iter().map(|c| c.clone().into_owned()).collect();

@@ -54,6 +54,11 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
         .map(|(_, c)| c.validity().not_after.timestamp())
 }
 
+/// The earliest notAfter of a chain's certificates, Unix seconds.
+pub fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    chain.iter().filter_map(|c| not_after(c)).min()
+}
+
 /// Reads the CA bundle that client certificates must chain to.
 pub fn client_roots(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     read_certs("tls.client_ca", &tls.client_ca)
@@ -99,6 +104,14 @@ pub fn client_verifier(tls: &Tls) -> Result<Arc<dyn ClientCertVerifier>, ConfigE
 /// and verified against `client_ca` (and CRLs), TLS 1.2+, ALPN h2 and
 /// http/1.1, no session resumption (every connection is fully verified).
 pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
+    server_config_with(tls, client_verifier(tls)?)
+}
+
+/// [`server_config`] with a client verifier already built from `tls`.
+pub fn server_config_with(
+    tls: &Tls,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, ConfigError> {
     let chain = read_certs("tls.cert", &tls.cert)?;
     let key_bytes = std::fs::read(&tls.key).map_err(|e| {
         ConfigError(format!(
@@ -115,8 +128,7 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
     })?;
 
     let provider = Arc::new(provider());
-    let verifier: Arc<dyn ClientCertVerifier> =
-        Arc::new(CachingVerifier::new(client_verifier(tls)?));
+    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(CachingVerifier::new(client_verifier));
     let versions: &[&'static rustls::SupportedProtocolVersion] = if tls.min_version == "1.3" {
         &[&rustls::version::TLS13]
     } else {

@@ -299,7 +299,6 @@ pub struct Permitted<T> {
     inner: T,
     grants: Arc<Grants>,
     basis: Basis,
-    enforced: bool,
 }
 
 impl<T> Permitted<T> {
@@ -320,7 +319,7 @@ impl<T> Permitted<T> {
 
     /// Whether answers must be filtered to the client's view.
     pub fn enforced(&self) -> bool {
-        self.enforced
+        !self.grants.unenforced
     }
 }
 
@@ -448,7 +447,6 @@ pub fn decide(grants: &Arc<Grants>, req: KeysRequest) -> Decision {
             inner: req,
             grants: grants.clone(),
             basis,
-            enforced: !grants.unenforced,
         }),
         None => Decision::Deny(req),
     }
