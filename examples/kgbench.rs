@@ -13,6 +13,8 @@
 //! - `decide`: a micro-benchmark of one access decision.
 //! - `bare-server`: hyper + rustls with keygate's TLS configuration,
 //!   answering a fixed 200: the ceiling for a gateway on this machine.
+//! - `bare-watch-server`: the least a server must do to wake long-poll
+//!   watchers over mTLS (the ceiling for the `watchers` scenario).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +28,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+/// The allocator keygate uses: the bare servers are ceilings for keygate,
+/// and the load generator must cost less than the servers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 struct Cli {
@@ -151,6 +158,20 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The least work a server can do for the `watchers` scenario: rustls
+    /// and tokio as keygate uses them, hand-written HTTP/1.1, every watch
+    /// answered by the next PUT (after an fdatasync) with an event of the
+    /// size keygate's is, the chunk and the end of the answer in one write.
+    BareWatchServer {
+        /// keygate configuration ([server] listen, [tls], [backend]
+        /// data_dir for the file each PUT syncs).
+        #[arg(long)]
+        config: PathBuf,
+        /// The PUT writes every waiting watch's event itself, one
+        /// connection after another, without waking their tasks first.
+        #[arg(long)]
+        direct: bool,
+    },
 }
 
 fn main() {
@@ -255,6 +276,7 @@ fn main() {
             n,
         } => decide(&config, &cert, &key, n),
         Cmd::BareServer { config } => rt.block_on(bare_server(&config)),
+        Cmd::BareWatchServer { config, direct } => rt.block_on(bare_watch_server(&config, direct)),
     };
     println!("{out}");
 }
@@ -1110,4 +1132,192 @@ async fn bare_server(path: &Path) -> String {
                 .await;
         });
     }
+}
+
+/// A waiting watch of `bare_watch_server`.
+enum Waiter {
+    /// Woken with the PUT's index; its task writes the event.
+    Task(tokio::sync::oneshot::Sender<u64>),
+    /// `--direct`: its connection, written by the PUT itself, then handed
+    /// back to its task.
+    Parked(Box<BareStream>, tokio::sync::oneshot::Sender<Box<BareStream>>),
+}
+
+type BareStream = tokio::io::BufReader<tokio_rustls::server::TlsStream<TcpStream>>;
+type Waiters = Arc<std::sync::Mutex<Vec<Waiter>>>;
+
+async fn bare_watch_server(path: &Path, direct: bool) -> String {
+    let config = keygate::config::Config::load(path).expect("config");
+    let tls = keygate::tls::server_config(&config.tls).expect("tls");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .expect("listen");
+    let keygate::config::Backend::Embedded { data_dir: dir, .. } = &config.backend else {
+        panic!("bare-watch-server: an embedded backend's data_dir is needed");
+    };
+    std::fs::create_dir_all(dir).expect("data_dir");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bare.log"))
+        .expect("data file");
+    let file = Arc::new(std::sync::Mutex::new(file));
+    let index = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let waiters: Waiters = Default::default();
+    eprintln!(
+        "bare watch server on {}",
+        listener.local_addr().expect("addr")
+    );
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let (file, index, waiters) = (file.clone(), index.clone(), waiters.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let io = tokio::io::BufReader::new(stream);
+            // Unconstrained: a PUT writes to every watch in one poll,
+            // past tokio's budget of I/O operations per poll.
+            let conn = bare_watch_conn(io, &file, &index, &waiters, direct);
+            let _ = tokio::task::unconstrained(conn).await;
+        });
+    }
+}
+
+/// Writes all of `out` to a connection that can take it now (a watcher's
+/// socket buffer is empty), without waiting.
+fn write_now(io: &mut Box<BareStream>, out: &[u8]) -> bool {
+    use tokio::io::AsyncWrite;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut done = 0;
+    while done < out.len() {
+        match std::pin::Pin::new(&mut *io).poll_write(&mut cx, &out[done..]) {
+            std::task::Poll::Ready(Ok(n)) if n > 0 => done += n,
+            _ => return false,
+        }
+    }
+    matches!(
+        std::pin::Pin::new(&mut *io).poll_flush(&mut cx),
+        std::task::Poll::Ready(Ok(()))
+    )
+}
+
+/// The chunk of one event and the end of the answer.
+fn bare_chunk(index: u64) -> Vec<u8> {
+    use std::io::Write as _;
+    let event = bare_event(index);
+    let mut out = Vec::with_capacity(event.len() + 16);
+    let _ = write!(out, "{:x}\r\n{event}\r\n0\r\n\r\n", event.len());
+    out
+}
+
+/// One connection of `bare_watch_server`: GET with `wait=true` waits for
+/// the next PUT; a PUT syncs a line to the file, then wakes every watch.
+async fn bare_watch_conn(
+    mut io: BareStream,
+    file: &std::sync::Mutex<std::fs::File>,
+    index: &std::sync::atomic::AtomicU64,
+    waiters: &Waiters,
+    direct: bool,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            if io.read_until(b'\n', &mut head).await? == 0 {
+                return Ok(());
+            }
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        io.read_exact(&mut body).await?;
+        let now = index.load(Ordering::Relaxed);
+        if head.starts_with("put ") {
+            let next = now + 1;
+            {
+                let mut f = file.lock().expect("file");
+                f.write_all(&body)?;
+                f.sync_data()?;
+            }
+            index.store(next, Ordering::Relaxed);
+            let woken = std::mem::take(&mut *waiters.lock().expect("waiters"));
+            let chunk = bare_chunk(next);
+            for w in woken {
+                match w {
+                    Waiter::Task(tx) => {
+                        let _ = tx.send(next);
+                    }
+                    Waiter::Parked(mut conn, back) => {
+                        if write_now(&mut conn, &chunk) {
+                            let _ = back.send(conn);
+                        }
+                    }
+                }
+            }
+            let event = bare_event(next);
+            let out = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-etcd-index: {next}\r\ncontent-length: {}\r\n\r\n{event}",
+                event.len()
+            );
+            io.write_all(out.as_bytes()).await?;
+            io.flush().await?;
+            continue;
+        }
+        if !head.contains("wait=true") {
+            let out = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nx-etcd-index: {now}\r\ncontent-length: 2\r\n\r\n{{}}"
+            );
+            io.write_all(out.as_bytes()).await?;
+            io.flush().await?;
+            continue;
+        }
+        let out = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-etcd-index: {now}\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        io.write_all(out.as_bytes()).await?;
+        io.flush().await?;
+        if direct {
+            // The PUT writes the event; the connection comes back after.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            waiters
+                .lock()
+                .expect("waiters")
+                .push(Waiter::Parked(Box::new(io), tx));
+            let Ok(back) = rx.await else {
+                return Ok(());
+            };
+            io = *back;
+            continue;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        waiters.lock().expect("waiters").push(Waiter::Task(tx));
+        let Ok(at) = rx.await else {
+            return Ok(());
+        };
+        io.write_all(&bare_chunk(at)).await?;
+        io.flush().await?;
+    }
+}
+
+/// The event keygate sends for the benchmark's write to its watched key.
+fn bare_event(index: u64) -> String {
+    format!(
+        "{{\"action\":\"set\",\"node\":{{\"key\":\"{k}\",\"value\":\"{v}\",\"modifiedIndex\":{index},\"createdIndex\":{index}}},\"prevNode\":{{\"key\":\"{k}\",\"value\":\"{p}\",\"modifiedIndex\":{prev},\"createdIndex\":{prev}}}}}",
+        k = "/bench/watched",
+        v = index % 10,
+        p = index.saturating_sub(1) % 10,
+        prev = index.saturating_sub(1),
+    )
 }
