@@ -8,11 +8,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::api::Authority;
 use crate::quota::Held;
 use crate::store::event::{encode_bare, Event};
+use crate::store::once::{OnceReceiver, Outcome};
 use crate::store::WatchGuard;
 
 /// A response body.
@@ -76,10 +77,74 @@ impl WatchBody {
     }
 
     fn render(&self, e: &Event) -> Bytes {
-        match &self.view {
-            Some(a) if !a.grants.load().can_read(&e.node.key) => Bytes::from(encode_bare(e)),
-            _ => e.json(),
+        render(self.view.as_deref(), e)
+    }
+
+    /// A one-shot watch not answered yet hands the writing of its event
+    /// to `write` (given the event as the client may see it), which the
+    /// store's fan-out runs as the event comes, without waking the
+    /// watch's task first. False when there is nothing to park (the
+    /// event came already, or not a one-shot watch): `write` is dropped.
+    pub fn park(&mut self, write: Box<dyn FnOnce(Bytes) + Send>) -> bool {
+        let State::Once(rx) = &self.state else {
+            return false;
+        };
+        let view = self.view.clone();
+        rx.park(Box::new(move |e: &Arc<Event>| {
+            write(render(view.as_deref(), e))
+        }))
+    }
+
+    /// A one-shot watch still waiting for its event.
+    pub fn is_once(&self) -> bool {
+        matches!(self.state, State::Once(_))
+    }
+
+    /// Takes back what `park` handed out, unless it is being written
+    /// (false: then `poll_parked` soon says `Written`).
+    pub fn unpark(&self) -> bool {
+        match &self.state {
+            State::Once(rx) => rx.unpark(),
+            _ => true,
         }
+    }
+
+    /// What came to a parked watch, once something did.
+    pub fn poll_parked(&mut self, cx: &mut Context<'_>) -> Poll<Parked> {
+        let State::Once(rx) = &self.state else {
+            return Poll::Ready(Parked::Ended);
+        };
+        let outcome = std::task::ready!(rx.poll(cx));
+        self.state = State::Ready(None);
+        let parked = match outcome {
+            Outcome::Event(e) => Parked::Event(self.render(&e)),
+            Outcome::Written => Parked::Written,
+            Outcome::Closed => return Poll::Ready(Parked::Ended),
+        };
+        // A one-shot watch is removed from the hub as it is sent to.
+        if let Some(g) = self._guard.take() {
+            g.delivered();
+        }
+        Poll::Ready(parked)
+    }
+}
+
+/// What came to a parked watch.
+pub enum Parked {
+    /// The event, for the connection to write.
+    Event(Bytes),
+    /// The store's fan-out wrote it.
+    Written,
+    /// The watch ended without an event.
+    Ended,
+}
+
+/// `e` as a client with `view` may see it (its key and nothing else when
+/// the client may not read the key).
+fn render(view: Option<&Authority>, e: &Event) -> Bytes {
+    match view {
+        Some(a) if !a.grants.load().can_read(&e.node.key) => Bytes::from(encode_bare(e)),
+        _ => e.json(),
     }
 }
 
@@ -88,17 +153,14 @@ enum State {
     /// etcd's quirk: a stream answered from history sends that one event
     /// and then stays open, silent, until the client leaves.
     ReadyThenSilent(Option<Bytes>),
-    Once(oneshot::Receiver<Arc<Event>>),
+    Once(OnceReceiver),
     Stream(mpsc::Receiver<Arc<Event>>),
 }
 
 impl WatchBody {
     /// A watch answered at once from history.
     pub fn ready(e: &Event, stream: bool, view: Option<Arc<Authority>>) -> WatchBody {
-        let json = match &view {
-            Some(a) if !a.grants.load().can_read(&e.node.key) => Some(Bytes::from(encode_bare(e))),
-            _ => Some(e.json()),
-        };
+        let json = Some(render(view.as_deref(), e));
         WatchBody {
             _slot: None,
             audit: None,
@@ -113,11 +175,7 @@ impl WatchBody {
     }
 
     /// A watch for the next matching event.
-    pub fn once(
-        rx: oneshot::Receiver<Arc<Event>>,
-        guard: WatchGuard,
-        view: Option<Arc<Authority>>,
-    ) -> WatchBody {
+    pub fn once(rx: OnceReceiver, guard: WatchGuard, view: Option<Arc<Authority>>) -> WatchBody {
         WatchBody {
             _slot: None,
             audit: None,
@@ -159,9 +217,9 @@ impl Body for ApiBody {
                     Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                     None => Poll::Pending,
                 },
-                State::Once(rx) => match Pin::new(rx).poll(cx) {
+                State::Once(rx) => match rx.poll(cx) {
                     Poll::Pending => Poll::Pending,
-                    Poll::Ready(Ok(e)) => {
+                    Poll::Ready(Outcome::Event(e)) => {
                         w.state = State::Ready(None);
                         // A one-shot sink is removed from the hub as it is
                         // sent to.
@@ -170,7 +228,8 @@ impl Body for ApiBody {
                         }
                         Poll::Ready(Some(Ok(Frame::data(w.render(&e)))))
                     }
-                    Poll::Ready(Err(_)) => {
+                    // Never parked here: nothing was written for it.
+                    Poll::Ready(Outcome::Written | Outcome::Closed) => {
                         w.state = State::Ready(None);
                         Poll::Ready(None)
                     }
@@ -202,5 +261,3 @@ impl Body for ApiBody {
         }
     }
 }
-
-use std::future::Future;

@@ -28,7 +28,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::api::{self, App, Client};
-use crate::body::ApiBody;
+use crate::body::{ApiBody, Parked, WatchBody};
 use crate::stop::StopSignal;
 
 /// The limits of one connection (from `[server]`).
@@ -106,7 +106,7 @@ pub fn serve<S>(
     stop: StopSignal,
 ) -> impl Future<Output = ()> + Send
 where
-    S: AsyncBufRead + AsyncWrite + Unpin + Send,
+    S: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
 {
     async move {
         // Bytes of the next request read past the previous one (pipelining,
@@ -152,7 +152,17 @@ where
             close |= stream && version == Version::HTTP_10;
             close |= stop.is_stopping();
             // Boxed, as reading is: the connection's own future stays small.
-            let ok = if stream && !is_head {
+            let ok = if stream && !is_head && version == Version::HTTP_11 && is_once(&resp) {
+                let w = boxed(write_parked(io, resp, close, &mut carry, &limits, &stop));
+                match w.await {
+                    (Some(back), ok) => {
+                        io = back;
+                        ok
+                    }
+                    // The client left: nothing to shut down.
+                    (None, _) => return,
+                }
+            } else if stream && !is_head {
                 let w = boxed(write_stream(
                     &mut io, resp, version, close, &mut carry, &limits, &stop,
                 ));
@@ -868,6 +878,194 @@ where
         if end {
             return chunked && !stopped;
         }
+    }
+}
+
+/// A one-shot watch (answered by one event, then ended).
+fn is_once(resp: &Response<ApiBody>) -> bool {
+    matches!(resp.body(), ApiBody::Watch(w) if w.is_once())
+}
+
+/// A parked connection: shared by its task and the writer the store's
+/// fan-out runs.
+struct ParkedIo<S> {
+    io: S,
+    /// What the writer could not write without waiting (the task writes
+    /// it).
+    rest: Vec<u8>,
+    /// The writer's write failed.
+    failed: bool,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes what it can of `out` now, without waiting (the waker is a
+/// no-op: the task that owns the connection finishes the write); what is
+/// left goes to `rest`. False on an error.
+fn write_now<S: AsyncWrite + Unpin>(io: &mut S, out: &[u8], rest: &mut Vec<u8>) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut done = 0;
+    while done < out.len() {
+        match Pin::new(&mut *io).poll_write(&mut cx, &out[done..]) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return false,
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Pending => break,
+        }
+    }
+    rest.extend_from_slice(&out[done..]);
+    !matches!(Pin::new(&mut *io).poll_flush(&mut cx), Poll::Ready(Err(_)))
+}
+
+/// What a parked watch wakes up for.
+enum ParkedWake {
+    Came(Parked),
+    ClientGone,
+    Shutdown,
+}
+
+/// Writes a one-shot watch's answer: the head at once; then the
+/// connection is parked with the watch, so that the event is written by
+/// the store's fan-out as it comes, without waking this task first (with
+/// 10,000 watches, that put every task's state in the way of the last
+/// event). Meanwhile this task still reads the connection (to notice the
+/// client leaving, and keep what it pipelines) and minds shutdown. Gives
+/// the connection back with whether it may serve another request; `None`
+/// when the client left.
+async fn write_parked<S>(
+    mut io: S,
+    resp: Response<ApiBody>,
+    close: bool,
+    carry: &mut Vec<u8>,
+    limits: &Limits,
+    stop: &StopSignal,
+) -> (Option<S>, bool)
+where
+    S: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut out = Vec::with_capacity(256);
+    encode_head(&mut out, &resp, Version::HTTP_11, None, close);
+    let ApiBody::Watch(mut body) = resp.into_body() else {
+        return (Some(io), false);
+    };
+    if io.write_all(&out).await.is_err() || io.flush().await.is_err() {
+        return (None, false);
+    }
+    drop(out);
+    let shared = Arc::new(std::sync::Mutex::new(ParkedIo {
+        io,
+        rest: Vec::new(),
+        failed: false,
+    }));
+    let writer = shared.clone();
+    body.park(Box::new(move |data: Bytes| {
+        let mut out = Vec::with_capacity(data.len() + 16);
+        chunk(&mut out, &data, true);
+        let mut parked = lock(&writer);
+        let p = &mut *parked;
+        p.failed = !write_now(&mut p.io, &out, &mut p.rest);
+    }));
+    let wake = wait_parked(&mut body, &shared, carry, limits, stop).await;
+    // The writer is gone (run, or taken back): the connection is this
+    // task's alone again.
+    let Ok(parked) = Arc::try_unwrap(shared) else {
+        return (None, false);
+    };
+    let ParkedIo {
+        mut io,
+        rest,
+        failed,
+    } = parked.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut out = rest;
+    let ok = match wake {
+        ParkedWake::ClientGone => return (None, false),
+        ParkedWake::Came(Parked::Written) if failed => return (None, false),
+        ParkedWake::Came(Parked::Written) => true,
+        ParkedWake::Came(Parked::Event(data)) => {
+            chunk(&mut out, &data, true);
+            true
+        }
+        ParkedWake::Came(Parked::Ended) => {
+            out.extend_from_slice(b"0\r\n\r\n");
+            true
+        }
+        ParkedWake::Shutdown => {
+            out.extend_from_slice(b"0\r\n\r\n");
+            false
+        }
+    };
+    drop(body);
+    if (!out.is_empty() && io.write_all(&out).await.is_err()) || io.flush().await.is_err() {
+        return (None, false);
+    }
+    (Some(io), ok)
+}
+
+/// Waits for what comes to a parked watch, reading the connection
+/// meanwhile (when the writer is not using it) and minding shutdown.
+async fn wait_parked<S>(
+    body: &mut WatchBody,
+    shared: &std::sync::Mutex<ParkedIo<S>>,
+    carry: &mut Vec<u8>,
+    limits: &Limits,
+    stop: &StopSignal,
+) -> ParkedWake
+where
+    S: AsyncBufRead + Unpin,
+{
+    let mut reading = true;
+    let mut stopping = false;
+    std::future::poll_fn(|cx: &mut Context<'_>| {
+        if let Poll::Ready(p) = body.poll_parked(cx) {
+            return Poll::Ready(ParkedWake::Came(p));
+        }
+        // Busy: the writer is writing, and wakes this task when done.
+        let parked = match reading.then(|| shared.try_lock()) {
+            Some(Ok(g)) => Some(g),
+            Some(Err(std::sync::TryLockError::Poisoned(p))) => Some(p.into_inner()),
+            Some(Err(std::sync::TryLockError::WouldBlock)) | None => None,
+        };
+        if let Some(mut parked) = parked {
+            let io = &mut parked.io;
+            loop {
+                match Pin::new(&mut *io).poll_fill_buf(cx) {
+                    Poll::Ready(Ok([])) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(ParkedWake::ClientGone)
+                    }
+                    Poll::Ready(Ok(b)) => {
+                        let n = b.len();
+                        carry.extend_from_slice(b);
+                        Pin::new(&mut *io).consume(n);
+                        if carry.len() > limits.max_head() {
+                            // Enough kept: read no more until the watch ends.
+                            reading = false;
+                            break;
+                        }
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        stopping = stopping || stop.poll_stopping(cx).is_ready();
+        // A writer already writing finishes first.
+        if stopping && body.unpark() {
+            return Poll::Ready(ParkedWake::Shutdown);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Appends `data` as one chunk, and the end of the body when `end`.
+fn chunk(out: &mut Vec<u8>, data: &[u8], end: bool) {
+    if !data.is_empty() {
+        let _ = write!(out, "{:x}\r\n", data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
+    if end {
+        out.extend_from_slice(b"0\r\n\r\n");
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod dirmap;
 pub mod event;
+pub mod once;
 pub mod persist;
 pub mod tree;
 pub mod watch;
@@ -317,6 +318,7 @@ impl Store {
             failed: None,
             watched: watched.into_iter().collect(),
             log: Vec::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         };
         std::thread::Builder::new()
             .stack_size(tree::STACK_BYTES)
@@ -487,6 +489,8 @@ struct Writer {
     watched: BTreeSet<String>,
     /// The mutations of the batch being evaluated.
     log: Vec<Mutation>,
+    /// Where parked watches' answers are written (inline without one).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 const MAX_BATCH: usize = 4096;
@@ -648,7 +652,8 @@ impl Writer {
             self.shared.stats.bump(s);
         }
         if !events.is_empty() {
-            watch::lock(&self.shared.hub).publish(&events, self.index);
+            let parked = watch::lock(&self.shared.hub).publish(&events, self.index);
+            once::fan_out(parked, self.runtime.as_ref());
         }
         for (reply, res) in answers {
             let _ = reply.send(res);

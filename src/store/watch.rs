@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::event::{Action, Event};
+use super::once::{self, OnceReceiver, OnceSender, ParkedWrite};
 use super::tree::{is_hidden, lookup, Lookup};
 
 /// How many events the history keeps, as etcd.
@@ -26,7 +27,7 @@ pub type Interest = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 pub type Keep = Arc<dyn Fn() -> bool + Send + Sync>;
 
 enum Sink {
-    Once(Option<oneshot::Sender<Arc<Event>>>),
+    Once(Option<OnceSender>),
     Stream(mpsc::Sender<Arc<Event>>),
 }
 
@@ -40,12 +41,13 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// Delivers; returns true when the watcher is done and must be removed.
-    fn deliver(&mut self, e: &Arc<Event>) -> bool {
+    /// Delivers (a parked connection's writer goes to `parked`); returns
+    /// true when the watcher is done and must be removed.
+    fn deliver(&mut self, e: &Arc<Event>, parked: &mut Vec<ParkedWrite>) -> bool {
         match &mut self.sink {
             Sink::Once(tx) => {
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(e.clone());
+                    parked.extend(tx.send(e));
                 }
                 true
             }
@@ -65,6 +67,9 @@ pub struct Hub {
     watchers: BTreeMap<String, Vec<Watcher>>,
     next_id: u64,
     count: usize,
+    /// Writers of parked connections handed events by the publish under
+    /// way, to run once the hub's lock is let go.
+    parked: Vec<ParkedWrite>,
 }
 
 /// Where a new watch stands.
@@ -72,7 +77,7 @@ pub enum Started {
     /// An event from history answers it at once.
     Ready(Arc<Event>),
     /// Registered; events arrive on the receiver.
-    Once(oneshot::Receiver<Arc<Event>>, WatchGuard),
+    Once(OnceReceiver, WatchGuard),
     /// Registered stream.
     Stream(mpsc::Receiver<Arc<Event>>, WatchGuard),
 }
@@ -121,6 +126,7 @@ impl Hub {
             watchers: BTreeMap::new(),
             next_id: 1,
             count: 0,
+            parked: Vec::new(),
         }
     }
 
@@ -217,7 +223,7 @@ impl Hub {
             let (tx, rx) = mpsc::channel(STREAM_QUEUE);
             (Sink::Stream(tx), Started::Stream(rx, guard))
         } else {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = once::slot();
             (Sink::Once(Some(tx)), Started::Once(rx, guard))
         };
         hub.watchers
@@ -253,7 +259,10 @@ impl Hub {
     }
 
     /// Records committed events in history and wakes their watchers.
-    pub fn publish(&mut self, events: &[Arc<Event>], index: u64) {
+    /// Returns the writers of parked connections that got an event: the
+    /// caller runs them ([`once::fan_out`]) once it let the hub's lock go.
+    #[must_use]
+    pub fn publish(&mut self, events: &[Arc<Event>], index: u64) -> Vec<ParkedWrite> {
         for e in events {
             if self.history.len() == HISTORY_CAPACITY {
                 self.history.pop_front();
@@ -264,6 +273,7 @@ impl Hub {
             }
         }
         self.current = index;
+        std::mem::take(&mut self.parked)
     }
 
     fn notify(&mut self, e: &Arc<Event>) {
@@ -313,12 +323,13 @@ impl Hub {
         }
         let index = e.index();
         let mut removed = 0;
+        let parked = &mut self.parked;
         list.retain_mut(|w| {
             let wants = (w.recursive || original || deleted) && index >= w.since;
             if !wants || !w.interest.as_ref().is_none_or(|f| f(e)) {
                 return true;
             }
-            let done = w.deliver(e);
+            let done = w.deliver(e, parked);
             if done {
                 removed += 1;
             }
