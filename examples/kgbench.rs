@@ -1140,7 +1140,10 @@ enum Waiter {
     Task(tokio::sync::oneshot::Sender<u64>),
     /// `--direct`: its connection, written by the PUT itself, then handed
     /// back to its task.
-    Parked(Box<BareStream>, tokio::sync::oneshot::Sender<Box<BareStream>>),
+    Parked(
+        Box<BareStream>,
+        tokio::sync::oneshot::Sender<Box<BareStream>>,
+    ),
 }
 
 type BareStream = tokio::io::BufReader<tokio_rustls::server::TlsStream<TcpStream>>;
