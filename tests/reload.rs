@@ -145,6 +145,20 @@ async fn a_reload_applies_new_roles_to_open_connections_and_watches() {
         .unwrap();
     assert_eq!(lost.status(), 200);
     assert_eq!(filtered.status(), 200);
+    // The same two over HTTP/1.1, each on its own connection (their
+    // answers are written by the store's fan-out).
+    let mut lost_h1 = s.connect(&team, false).await;
+    let lost1 = lost_h1
+        .send("GET", "/v2/keys/team-a/x?wait=true", None, &[])
+        .await
+        .unwrap();
+    let mut filtered_h1 = s.connect(&team, false).await;
+    let filtered1 = filtered_h1
+        .send("GET", "/v2/keys/?wait=true&recursive=true", None, &[])
+        .await
+        .unwrap();
+    assert_eq!(lost1.status(), 200);
+    assert_eq!(filtered1.status(), 200);
     // An admin watch, unfiltered, that the reload leaves alone.
     let mut admin_h2 = s.connect(&admin, true).await;
     let kept = admin_h2
@@ -158,6 +172,11 @@ async fn a_reload_applies_new_roles_to_open_connections_and_watches() {
     // The watch on /team-a/x ended: its body ends without an event.
     let r = quick(common::read(lost)).await;
     assert_eq!((r.status, r.body.as_str()), (200, ""));
+    let r = quick(common::read(lost1)).await;
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    // Its connection goes on, under the new roles.
+    let r = lost_h1.req("GET", "/v2/keys/team-b/x", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     // The same connection's next requests are decided under the new roles.
     let r = c.req("GET", "/v2/keys/team-a/x", None).await;
     assert_eq!(r.status, 403, "{}", r.body);
@@ -165,6 +184,9 @@ async fn a_reload_applies_new_roles_to_open_connections_and_watches() {
     assert_eq!(r.status, 200, "{}", r.body);
     // The recursive watch goes on, with the new view: it sees /team-b.
     let r = quick(common::read(filtered)).await;
+    assert_eq!(r.json()["node"]["key"], "/team-b/x", "{}", r.body);
+    assert_eq!(r.json()["node"]["value"], "2", "{}", r.body);
+    let r = quick(common::read(filtered1)).await;
     assert_eq!(r.json()["node"]["key"], "/team-b/x", "{}", r.body);
     assert_eq!(r.json()["node"]["value"], "2", "{}", r.body);
     let r = quick(common::read(kept)).await;
