@@ -132,3 +132,24 @@ fn a_waiting_connection_stays_small() {
     let size = size_of_return(serve::<Io>);
     assert!(size <= 2048, "serve's future is {size} bytes");
 }
+
+#[test]
+fn a_parked_write_leaves_what_would_wait_to_the_task() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut client, mut server) = tokio::io::duplex(16);
+        let out: Vec<u8> = (0u8..40).collect();
+        let mut rest = Vec::new();
+        assert!(write_now(&mut server, &out, &mut rest));
+        assert_eq!(rest, &out[16..], "what did not fit is kept, in order");
+        let mut got = vec![0; 16];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, &out[..16]);
+        // A closed peer is an error.
+        drop(client);
+        let mut rest = Vec::new();
+        assert!(!write_now(&mut server, b"x", &mut rest));
+    });
+}
