@@ -97,9 +97,12 @@ impl Stop {
 /// Not an `async fn`: an async fn's future would hold the connection
 /// twice (its argument, and the local rebound from it; rust-lang/rust
 /// #62958), and every waiting watch pays for the connection's size.
+/// The connection is boxed: a parked watch moves it into the store's
+/// fan-out and back, and every future it passes through would keep room
+/// for all of it.
 #[allow(clippy::manual_async_fn)]
 pub fn serve<S>(
-    mut io: S,
+    io: S,
     app: Arc<App>,
     client: Arc<Client>,
     limits: Limits,
@@ -108,6 +111,7 @@ pub fn serve<S>(
 where
     S: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut io = Box::new(io);
     async move {
         // Bytes of the next request read past the previous one (pipelining,
         // or a head split across TLS records).
