@@ -863,9 +863,7 @@ where
                 }
                 if chunked {
                     out.reserve(data.len() + 32);
-                    let _ = write!(out, "{:x}\r\n", data.len());
-                    out.extend_from_slice(&data);
-                    out.extend_from_slice(b"\r\n");
+                    chunk(&mut out, &data, false);
                 } else {
                     out.extend_from_slice(&data);
                 }
@@ -874,7 +872,7 @@ where
             }
         };
         if end && chunked {
-            out.extend_from_slice(b"0\r\n\r\n");
+            chunk(&mut out, &[], true);
         }
         if !out.is_empty() && (io.write_all(&out).await.is_err() || io.flush().await.is_err()) {
             return false;
@@ -991,11 +989,11 @@ where
             true
         }
         ParkedWake::Came(Parked::Ended) => {
-            out.extend_from_slice(b"0\r\n\r\n");
+            chunk(&mut out, &[], true);
             true
         }
         ParkedWake::Shutdown => {
-            out.extend_from_slice(b"0\r\n\r\n");
+            chunk(&mut out, &[], true);
             false
         }
     };
