@@ -1101,7 +1101,15 @@ fn decide(config: &Path, cert: &Path, key: &str, n: usize) -> String {
     .to_string()
 }
 
-async fn bare_server(path: &Path) -> String {
+/// A bare server's configuration, TLS acceptor and listener, from a
+/// keygate configuration file.
+async fn bare_listen(
+    path: &Path,
+) -> (
+    keygate::config::Config,
+    tokio_rustls::TlsAcceptor,
+    tokio::net::TcpListener,
+) {
     let config = keygate::config::Config::load(path).expect("config");
     let tls = keygate::tls::server_config(&config.tls).expect("tls");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -1109,6 +1117,11 @@ async fn bare_server(path: &Path) -> String {
         .await
         .expect("listen");
     eprintln!("bare server on {}", listener.local_addr().expect("addr"));
+    (config, acceptor, listener)
+}
+
+async fn bare_server(path: &Path) -> String {
+    let (_, acceptor, listener) = bare_listen(path).await;
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -1150,12 +1163,7 @@ type BareStream = tokio::io::BufReader<tokio_rustls::server::TlsStream<TcpStream
 type Waiters = Arc<std::sync::Mutex<Vec<Waiter>>>;
 
 async fn bare_watch_server(path: &Path, direct: bool) -> String {
-    let config = keygate::config::Config::load(path).expect("config");
-    let tls = keygate::tls::server_config(&config.tls).expect("tls");
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let listener = tokio::net::TcpListener::bind(&config.server.listen)
-        .await
-        .expect("listen");
+    let (config, acceptor, listener) = bare_listen(path).await;
     let keygate::config::Backend::Embedded { data_dir: dir, .. } = &config.backend else {
         panic!("bare-watch-server: an embedded backend's data_dir is needed");
     };
@@ -1168,10 +1176,6 @@ async fn bare_watch_server(path: &Path, direct: bool) -> String {
     let file = Arc::new(std::sync::Mutex::new(file));
     let index = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let waiters: Waiters = Default::default();
-    eprintln!(
-        "bare watch server on {}",
-        listener.local_addr().expect("addr")
-    );
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;

@@ -828,22 +828,8 @@ where
                 let data = f.and_then(|f| f.ok()).and_then(|f| f.into_data().ok());
                 return Poll::Ready(Wake::Frame(data));
             }
-            while reading {
-                match Pin::new(&mut *io).poll_fill_buf(cx) {
-                    Poll::Ready(Ok([])) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(Wake::ClientGone)
-                    }
-                    Poll::Ready(Ok(b)) => {
-                        let n = b.len();
-                        carry.extend_from_slice(b);
-                        Pin::new(&mut *io).consume(n);
-                        if carry.len() > limits.max_head() {
-                            // Enough kept: read no more until the watch ends.
-                            reading = false;
-                        }
-                    }
-                    Poll::Pending => break,
-                }
+            if poll_client_gone(&mut *io, carry, limits, &mut reading, cx).is_ready() {
+                return Poll::Ready(Wake::ClientGone);
             }
             if stop.poll_stopping(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
@@ -1029,24 +1015,8 @@ where
             Some(Err(std::sync::TryLockError::WouldBlock)) | None => None,
         };
         if let Some(mut parked) = parked {
-            let io = &mut parked.io;
-            loop {
-                match Pin::new(&mut *io).poll_fill_buf(cx) {
-                    Poll::Ready(Ok([])) | Poll::Ready(Err(_)) => {
-                        return Poll::Ready(ParkedWake::ClientGone)
-                    }
-                    Poll::Ready(Ok(b)) => {
-                        let n = b.len();
-                        carry.extend_from_slice(b);
-                        Pin::new(&mut *io).consume(n);
-                        if carry.len() > limits.max_head() {
-                            // Enough kept: read no more until the watch ends.
-                            reading = false;
-                            break;
-                        }
-                    }
-                    Poll::Pending => break,
-                }
+            if poll_client_gone(&mut parked.io, carry, limits, &mut reading, cx).is_ready() {
+                return Poll::Ready(ParkedWake::ClientGone);
             }
         }
         stopping = stopping || stop.poll_stopping(cx).is_ready();
@@ -1057,6 +1027,32 @@ where
         Poll::Pending
     })
     .await
+}
+
+/// Reads what a client sends while its watch waits, to notice it leaving
+/// (ready then) and to keep what it pipelines in `carry` — up to a head's
+/// worth, after which `reading` turns false and nothing more is read
+/// until the watch ends.
+fn poll_client_gone<S: AsyncBufRead + Unpin>(
+    io: &mut S,
+    carry: &mut Vec<u8>,
+    limits: &Limits,
+    reading: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    while *reading {
+        match Pin::new(&mut *io).poll_fill_buf(cx) {
+            Poll::Ready(Ok([])) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(b)) => {
+                let n = b.len();
+                carry.extend_from_slice(b);
+                Pin::new(&mut *io).consume(n);
+                *reading = carry.len() <= limits.max_head();
+            }
+            Poll::Pending => break,
+        }
+    }
+    Poll::Pending
 }
 
 /// Appends `data` as one chunk, and the end of the body when `end`.
