@@ -161,6 +161,10 @@ impl Drop for ParkedWrite {
     fn drop(&mut self) {
         if self.writer.take().is_some() {
             self.finish(State::Event(self.event.clone()));
+        } else {
+            // The writer panicked (a run that returns finishes first): the
+            // watch ends rather than wait for a write that will not end.
+            self.finish(State::Closed);
         }
     }
 }

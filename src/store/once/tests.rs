@@ -163,3 +163,16 @@ fn fan_out_runs_every_writer_on_the_runtime() {
     });
     assert_eq!(wrote.load(Ordering::SeqCst), FAN_OUT_BATCH * 2 + 5);
 }
+
+#[test]
+fn a_writer_that_panics_ends_the_watch() {
+    let (tx, rx) = slot();
+    let count = Arc::new(Count::default());
+    assert!(rx.park(Box::new(|_: &Arc<Event>| panic!("a writer failing"))));
+    assert!(poll(&rx, &count).is_pending());
+    let parked = tx.send(&event(6)).expect("parked");
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parked.run()));
+    assert!(ran.is_err());
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task is woken");
+    assert!(matches!(poll(&rx, &count), Poll::Ready(Outcome::Closed)));
+}
