@@ -885,10 +885,6 @@ struct ParkedIo<S> {
     failed: bool,
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Writes what it can of `out` now, without waiting (the waker is a
 /// no-op: the task that owns the connection finishes the write); what is
 /// left goes to `rest`. False on an error.
@@ -950,7 +946,9 @@ where
     body.park(Box::new(move |data: Bytes| {
         let mut out = Vec::with_capacity(data.len() + 16);
         chunk(&mut out, &data, true);
-        let mut parked = lock(&writer);
+        // A poisoned lock: the task's own reading panicked; the bytes
+        // are still the connection's.
+        let mut parked = writer.lock().unwrap_or_else(|p| p.into_inner());
         let p = &mut *parked;
         p.failed = !write_now(&mut p.io, &out, &mut p.rest);
     }));

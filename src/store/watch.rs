@@ -67,9 +67,6 @@ pub struct Hub {
     watchers: BTreeMap<String, Vec<Watcher>>,
     next_id: u64,
     count: usize,
-    /// Writers of parked connections handed events by the publish under
-    /// way, to run once the hub's lock is let go.
-    parked: Vec<ParkedWrite>,
 }
 
 /// Where a new watch stands.
@@ -126,7 +123,6 @@ impl Hub {
             watchers: BTreeMap::new(),
             next_id: 1,
             count: 0,
-            parked: Vec::new(),
         }
     }
 
@@ -263,20 +259,21 @@ impl Hub {
     /// caller runs them ([`once::fan_out`]) once it let the hub's lock go.
     #[must_use]
     pub fn publish(&mut self, events: &[Arc<Event>], index: u64) -> Vec<ParkedWrite> {
+        let mut parked = Vec::new();
         for e in events {
             if self.history.len() == HISTORY_CAPACITY {
                 self.history.pop_front();
             }
             self.history.push_back(e.clone());
             if !e.refresh {
-                self.notify(e);
+                self.notify(e, &mut parked);
             }
         }
         self.current = index;
-        std::mem::take(&mut self.parked)
+        parked
     }
 
-    fn notify(&mut self, e: &Arc<Event>) {
+    fn notify(&mut self, e: &Arc<Event>, parked: &mut Vec<ParkedWrite>) {
         let key = e.node.key.as_str();
         let removes = matches!(
             e.action,
@@ -301,18 +298,26 @@ impl Hub {
                 );
             }
             for p in paths {
-                self.notify_at(e, &p, true);
+                self.notify_at(e, &p, true, parked);
             }
         }
         // The root and every ancestor of the key, then the key itself.
-        self.notify_at(e, "/", false);
+        self.notify_at(e, "/", false, parked);
         for comp in key.split('/').filter(|c| !c.is_empty()) {
             let end = comp.as_ptr() as usize - key.as_ptr() as usize + comp.len();
-            self.notify_at(e, &key[..end], false);
+            self.notify_at(e, &key[..end], false, parked);
         }
     }
 
-    fn notify_at(&mut self, e: &Arc<Event>, path: &str, deleted: bool) {
+    /// Delivers `e` to the watchers on `path`; the writers of parked
+    /// connections it hands out go to `parked`.
+    fn notify_at(
+        &mut self,
+        e: &Arc<Event>,
+        path: &str,
+        deleted: bool,
+        parked: &mut Vec<ParkedWrite>,
+    ) {
         let Some(list) = self.watchers.get_mut(path) else {
             return;
         };
@@ -323,7 +328,6 @@ impl Hub {
         }
         let index = e.index();
         let mut removed = 0;
-        let parked = &mut self.parked;
         list.retain_mut(|w| {
             let wants = (w.recursive || original || deleted) && index >= w.since;
             if !wants || !w.interest.as_ref().is_none_or(|f| f(e)) {
