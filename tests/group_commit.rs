@@ -166,3 +166,47 @@ async fn a_failed_sync_fails_every_batch_it_carried() {
     assert_eq!(syncs.load(Ordering::SeqCst), 2);
     store.shutdown(Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_comes_from_a_batch_that_did_not_commit() {
+    // The first sync (slow) succeeds, the second fails. The writer applies
+    // a batch while the one before it syncs: what it decided on top of the
+    // failed batch, refusals included, must not be told.
+    let (store, durable, syncs) = start(100, 2);
+    let spawn = |op: WriteOp| {
+        let store = store.clone();
+        tokio::spawn(async move { store.write(op).await })
+    };
+    let first = spawn(put("/first"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Applied while /first syncs; its own sync fails.
+    let second = spawn(put("/b"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Applied on top of /b: a create of /b would be refused (105), and a
+    // write of /c would succeed.
+    let create = spawn(WriteOp::Put {
+        key: "/b".into(),
+        value: "v".into(),
+        dir: false,
+        expire: None,
+        refresh: false,
+        prev_exist: Some(false),
+        prev_value: String::new(),
+        prev_index: 0,
+    });
+    let third = spawn(put("/c"));
+    assert_eq!(first.await.unwrap().unwrap().1, 1);
+    for t in [second, create, third] {
+        let e = t.await.unwrap().unwrap_err();
+        assert_eq!(
+            (e.code, e.cause.as_deref(), e.index),
+            (300, Some("disk gone"), 1)
+        );
+    }
+    assert_eq!(syncs.load(Ordering::SeqCst), 2);
+    assert_eq!(durable.load(Ordering::SeqCst), 1);
+    assert_eq!(store.snapshot().index, 1);
+    assert_eq!(store.get("/b", false).unwrap_err().code, 100);
+    assert_eq!(store.get("/c", false).unwrap_err().code, 100);
+    store.shutdown(Duration::from_secs(5));
+}

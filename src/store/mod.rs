@@ -1,11 +1,18 @@
 //! The embedded etcd v2 store.
 //!
 //! Every mutation is one [`WriteOp`] sent to a single writer thread, which
-//! applies operations in index order to a private next version of the tree,
-//! hands the batch to the [`Journal`] (the commit point: durability attaches
-//! there), and only then publishes the new tree, the index, the watch
-//! events and the answers. Readers load the published tree without locks,
-//! so nothing uncommitted is ever visible.
+//! applies operations in index order to a private next version of the tree
+//! and hands each batch to the committer thread. The committer writes the
+//! batch to the [`Journal`] (the commit point: durability attaches there),
+//! and only then publishes the new tree, the index, the watch events and
+//! the answers. Readers load the published tree without locks, so nothing
+//! uncommitted is ever visible.
+//!
+//! The two threads form a pipeline: while the journal makes one batch
+//! durable, the writer applies the next on top of it (one batch ahead at
+//! most). A batch is answered only after every batch before it committed;
+//! once a commit fails, the committer fails every batch after it too, and
+//! the writer refuses writes from the next batch on.
 
 pub mod dirmap;
 pub mod event;
@@ -268,6 +275,16 @@ enum Command {
     Shutdown(std::sync::mpsc::Sender<()>),
 }
 
+/// Run first by the writer thread, when set (see [`set_writer_setup`]).
+static WRITER_SETUP: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets a function that every writer thread started from now on runs
+/// first; the binary sets the thread's scheduling policy there (the
+/// library does not call the system directly). Only the first call counts.
+pub fn set_writer_setup(setup: fn()) {
+    let _ = WRITER_SETUP.set(setup);
+}
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -309,23 +326,46 @@ impl Store {
             commit_micros: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
+        // A rendezvous: the writer waits with its next batch until the
+        // committer is done with the last, so it runs one batch ahead at
+        // most, and the writes arriving meanwhile join the batch after.
+        let (to_commit, commits) = mpsc::sync_channel(0);
+        let committer = Committer {
+            shared: shared.clone(),
+            root: root.clone(),
+            index,
+            journal,
+            failed: None,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
         let writer = Writer {
             shared: shared.clone(),
             root,
             index,
             ttls: BTreeSet::new(),
-            journal,
             failed: None,
             watched: watched.into_iter().collect(),
             log: Vec::new(),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            to_commit,
         };
-        std::thread::Builder::new()
-            .stack_size(tree::STACK_BYTES)
-            .name("keygate-writer".into())
-            .spawn(move || writer.run(rx))
-            .map(|_| ())
-            .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"));
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .stack_size(tree::STACK_BYTES)
+                .name(name.into())
+                .spawn(run)
+                .map(|_| ())
+                .unwrap_or_else(|e| panic!("cannot start the store's {name} thread: {e}"));
+        };
+        spawn("keygate-commit", Box::new(move || committer.run(commits)));
+        spawn(
+            "keygate-writer",
+            Box::new(move || {
+                if let Some(setup) = WRITER_SETUP.get() {
+                    setup();
+                }
+                writer.run(rx)
+            }),
+        );
         Store { shared, tx }
     }
 
@@ -478,17 +518,45 @@ fn stopped() -> EtcdError {
 
 struct Writer {
     shared: Arc<Shared>,
-    /// The working version: published plus what this batch applied.
+    /// The working version: what the batches handed to the committer and
+    /// this one applied (the batch before may not be committed yet).
     root: Arc<Node>,
     index: u64,
     /// (expiration, key, createdIndex) of nodes with a TTL; stale entries
     /// are skipped when they come due.
     ttls: BTreeSet<(i64, String, u64)>,
-    journal: Box<dyn Journal>,
     failed: Option<String>,
     watched: BTreeSet<String>,
     /// The mutations of the batch being evaluated.
     log: Vec<Mutation>,
+    to_commit: mpsc::SyncSender<ToCommit>,
+}
+
+/// A batch the writer applied, on its way through the journal.
+struct Batch {
+    mutations: Vec<Mutation>,
+    /// The store index after the batch, and the tree it produced.
+    index: u64,
+    root: Arc<Node>,
+    events: Vec<Arc<Event>>,
+    stat_marks: Vec<usize>,
+    answers: Vec<(oneshot::Sender<WriteResult>, WriteResult)>,
+}
+
+enum ToCommit {
+    Batch(Batch),
+    /// Close the journal, then answer.
+    Close(mpsc::Sender<()>),
+}
+
+/// Owns the journal: commits batches in order, then publishes them.
+struct Committer {
+    shared: Arc<Shared>,
+    /// The last committed version.
+    root: Arc<Node>,
+    index: u64,
+    journal: Box<dyn Journal>,
+    failed: Option<String>,
     /// Where parked watches' answers are written (inline without one).
     runtime: Option<tokio::runtime::Handle>,
 }
@@ -539,20 +607,12 @@ impl Writer {
             }
             self.commit_batch(batch);
             if let Some(done) = stop {
-                if self.failed.is_none() {
-                    self.journal.close(&self.root, self.index);
+                // The committer closes the journal after what is queued.
+                if let Err(mpsc::SendError(ToCommit::Close(done))) =
+                    self.to_commit.send(ToCommit::Close(done))
+                {
+                    let _ = done.send(());
                 }
-                let c = self.shared.commit_stats();
-                tracing::info!(
-                    commits = c.commits,
-                    mutations = c.mutations,
-                    mutations_per_commit = %format!(
-                        "{:.2}",
-                        c.mutations as f64 / c.commits.max(1) as f64
-                    ),
-                    "store closed"
-                );
-                let _ = done.send(());
                 return;
             }
         }
@@ -576,8 +636,10 @@ impl Writer {
         }
     }
 
-    /// Applies expiries that are due and the batch, commits, publishes.
+    /// Applies expiries that are due and the batch, and hands them to the
+    /// committer.
     fn commit_batch(&mut self, batch: Vec<(WriteOp, oneshot::Sender<WriteResult>)>) {
+        self.notice_failure();
         if let Some(cause) = &self.failed {
             for (_, reply) in batch {
                 let _ = reply.send(Err(EtcdError::new(
@@ -588,9 +650,6 @@ impl Writer {
             }
             return;
         }
-        let base_root = self.root.clone();
-        let base_index = self.index;
-        self.log.clear();
         let mut events: Vec<Arc<Event>> = Vec::new();
         let mut stat_marks: Vec<usize> = Vec::new();
         self.expire_due(now_nanos(), &mut events, &mut stat_marks);
@@ -608,59 +667,46 @@ impl Writer {
                 Err(err) => answers.push((reply, Err(err))),
             }
         }
-        if !self.log.is_empty() {
-            let started = std::time::Instant::now();
-            let res = self.journal.commit(&self.log, self.index);
-            if res.is_ok() {
-                let s = &self.shared;
-                s.commits.fetch_add(1, Ordering::Relaxed);
-                s.committed_mutations
-                    .fetch_add(self.log.len() as u64, Ordering::Relaxed);
-                s.commit_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            }
-            if let Err(err) = res {
-                let cause = err.to_string();
-                tracing::error!(error = %cause, "commit failed: refusing writes from now on");
-                *self
-                    .shared
-                    .failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
-                self.failed = Some(cause.clone());
-                self.root = base_root;
-                self.index = base_index;
-                // Nothing will be committed again, expiries included: an
-                // expiry left due would wake the writer for ever.
-                self.ttls.clear();
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(EtcdError::new(
-                        code::RAFT_INTERNAL,
-                        cause.clone(),
-                        base_index,
-                    )));
-                }
-                return;
-            }
+        if answers.is_empty() && self.log.is_empty() {
+            return;
         }
-        // Committed: publish the tree, then the events, then the answers.
-        self.shared.snapshot.store(Arc::new(Snapshot {
-            root: self.root.clone(),
+        let capacity = self.log.capacity();
+        let batch = Batch {
+            mutations: std::mem::replace(&mut self.log, Vec::with_capacity(capacity)),
             index: self.index,
-        }));
-        for s in stat_marks {
-            self.shared.stats.bump(s);
+            root: self.root.clone(),
+            events,
+            stat_marks,
+            answers,
+        };
+        // Fails only if the committer is gone (it panicked): the batch's
+        // answers are dropped with it, and their writers told the store
+        // stopped.
+        let _ = self.to_commit.send(ToCommit::Batch(batch));
+    }
+
+    /// After the committer failed a commit: refuse writes from now on,
+    /// from the last committed version (what readers see).
+    fn notice_failure(&mut self) {
+        if self.failed.is_some() {
+            return;
         }
-        if !events.is_empty() {
-            let parked = watch::lock(&self.shared.hub).publish(&events, self.index);
-            once::fan_out(parked, self.runtime.as_ref());
-        }
-        for (reply, res) in answers {
-            let _ = reply.send(res);
-        }
-        if !self.log.is_empty() {
-            self.journal.committed(&self.root, self.index);
-        }
+        let Some(cause) = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let published = self.shared.snapshot.load_full();
+        self.root = published.root.clone();
+        self.index = published.index;
+        // Nothing will be committed again, expiries included: an expiry
+        // left due would wake the writer for ever.
+        self.ttls.clear();
+        self.failed = Some(cause);
     }
 
     fn expire_due(&mut self, now: i64, events: &mut Vec<Arc<Event>>, stats: &mut Vec<usize>) {
@@ -1080,6 +1126,92 @@ impl Writer {
         });
         self.index = next;
         Ok(Event::new(Action::CompareAndDelete, node, Some(prev)))
+    }
+}
+
+impl Committer {
+    fn run(mut self, rx: mpsc::Receiver<ToCommit>) {
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                ToCommit::Batch(batch) => self.commit(batch),
+                ToCommit::Close(done) => {
+                    if self.failed.is_none() {
+                        self.journal.close(&self.root, self.index);
+                    }
+                    let c = self.shared.commit_stats();
+                    tracing::info!(
+                        commits = c.commits,
+                        mutations = c.mutations,
+                        mutations_per_commit = %format!(
+                            "{:.2}",
+                            c.mutations as f64 / c.commits.max(1) as f64
+                        ),
+                        "store closed"
+                    );
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Makes the batch durable, then publishes the tree, then the events,
+    /// then the answers; or fails it, and every batch after it.
+    fn commit(&mut self, batch: Batch) {
+        if self.failed.is_none() && !batch.mutations.is_empty() {
+            let started = std::time::Instant::now();
+            match self.journal.commit(&batch.mutations, batch.index) {
+                Ok(()) => {
+                    let s = &self.shared;
+                    s.commits.fetch_add(1, Ordering::Relaxed);
+                    s.committed_mutations
+                        .fetch_add(batch.mutations.len() as u64, Ordering::Relaxed);
+                    s.commit_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    let cause = err.to_string();
+                    tracing::error!(error = %cause, "commit failed: refusing writes from now on");
+                    *self
+                        .shared
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
+                    self.failed = Some(cause);
+                }
+            }
+        }
+        if let Some(cause) = &self.failed {
+            // The batch was applied on top of what failed: none of it,
+            // errors included, may be told.
+            for (reply, _) in batch.answers {
+                let _ = reply.send(Err(EtcdError::new(
+                    code::RAFT_INTERNAL,
+                    cause.clone(),
+                    self.index,
+                )));
+            }
+            return;
+        }
+        self.root = batch.root;
+        self.index = batch.index;
+        self.shared.snapshot.store(Arc::new(Snapshot {
+            root: self.root.clone(),
+            index: self.index,
+        }));
+        for s in batch.stat_marks {
+            self.shared.stats.bump(s);
+        }
+        if !batch.events.is_empty() {
+            let parked = watch::lock(&self.shared.hub).publish(&batch.events, self.index);
+            once::fan_out(parked, self.runtime.as_ref());
+        }
+        for (reply, res) in batch.answers {
+            let _ = reply.send(res);
+        }
+        if !batch.mutations.is_empty() {
+            self.journal.committed(&self.root, self.index);
+        }
     }
 }
 
