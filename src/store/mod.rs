@@ -1182,8 +1182,8 @@ impl Committer {
             }
         }
         if let Some(cause) = &self.failed {
-            // The batch was applied on top of what failed: none of it,
-            // errors included, may be told.
+            // This batch failed, or was applied on top of one that did:
+            // none of its answers, refusals included, may be told.
             for (reply, _) in batch.answers {
                 let _ = reply.send(Err(EtcdError::new(
                     code::RAFT_INTERNAL,
