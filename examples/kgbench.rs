@@ -152,6 +152,17 @@ enum Cmd {
         #[arg(short, default_value_t = 2_000_000)]
         n: usize,
     },
+    /// Writes a snapshot of a store of `n` keys (one directory, 100-byte
+    /// values, as the PUT scenario leaves it), `rounds` times; CPU time.
+    Snapshot {
+        /// Where the snapshot files go.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(short, default_value_t = 1_000_000)]
+        n: u64,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// hyper + rustls, keygate's TLS settings, a fixed 200.
     BareServer {
         /// keygate configuration ([server] listen and [tls]).
@@ -275,6 +286,7 @@ fn main() {
             key,
             n,
         } => decide(&config, &cert, &key, n),
+        Cmd::Snapshot { dir, n, rounds } => snapshot(&dir, n, rounds),
         Cmd::BareServer { config } => rt.block_on(bare_server(&config)),
         Cmd::BareWatchServer { config, direct } => rt.block_on(bare_watch_server(&config, direct)),
     };
@@ -1053,6 +1065,54 @@ async fn watchers(tls: Tls, addr: String, pid: u32, n: usize, key: String, wakes
         "bytes_per_watcher": (rss_armed.saturating_sub(rss_before) * 1024) as f64 / n as f64,
     })
     .to_string()
+}
+
+fn snapshot(dir: &Path, n: u64, rounds: usize) -> String {
+    use keygate::store::tree::Node;
+    use keygate::store::{apply_mutation, persist, Mutation};
+    let mut root = std::sync::Arc::new(Node::dir(0, None));
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let value: std::sync::Arc<str> = "v".repeat(100).into();
+    for i in 1..=n {
+        let m = Mutation::Put {
+            key: random_path("/bench/{rand}", &mut rng),
+            created: i,
+            modified: i,
+            expiration: None,
+            value: Some(value.clone()),
+        };
+        apply_mutation(&mut root, &m);
+    }
+    let mut secs = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let cpu = thread_cpu_secs();
+        bytes = persist::write_snapshot(dir, &root, n).expect("snapshot");
+        secs.push(thread_cpu_secs() - cpu);
+    }
+    secs.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "keys": n,
+        "bytes": bytes,
+        "cpu_secs_median": secs[secs.len() / 2],
+        "cpu_secs_min": secs[0],
+        "cpu_secs_max": secs[secs.len() - 1],
+    })
+    .to_string()
+}
+
+/// CPU time of the calling thread, from /proc (user + system ticks, in
+/// USER_HZ: 100 a second on Linux).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
 }
 
 fn decide(config: &Path, cert: &Path, key: &str, n: usize) -> String {

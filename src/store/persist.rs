@@ -380,8 +380,34 @@ fn load_snapshot(path: &Path, bytes: &[u8]) -> Result<(Arc<Node>, u64), String> 
     }
 }
 
+/// Appends one snapshot node, as serde writes a [`SnapNode`]: `[key,
+/// createdIndex, modifiedIndex, expiration or null, value or null]`.
+fn encode_snap_node(out: &mut Vec<u8>, key: &str, node: &Node) {
+    out.push(b'[');
+    write_str(out, key);
+    out.push(b',');
+    write_u64(out, node.created);
+    out.push(b',');
+    write_u64(out, node.modified);
+    out.push(b',');
+    match node.expiration {
+        Some(e) => write_i64(out, e),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b',');
+    match node.value_str() {
+        Some(v) => write_str(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b']');
+}
+
 /// Writes the tree as `keygate.snap` (through a synced temporary file and
 /// a rename). Returns its size.
+///
+/// Depth first, parents before their children, children in name order;
+/// one path buffer grows and shrinks along the walk, and the nodes are
+/// read through references (no reference count is touched).
 pub fn write_snapshot(dir: &Path, root: &Arc<Node>, index: u64) -> std::io::Result<u64> {
     use super::tree::Kind;
     let tmp = dir.join(SNAP_TMP);
@@ -392,52 +418,52 @@ pub fn write_snapshot(dir: &Path, root: &Arc<Node>, index: u64) -> std::io::Resu
     let mut record = Vec::with_capacity(SNAP_CHUNK + 4096);
     let mut flush = |chunk: &mut Vec<u8>, end: Option<(u64, u64)>| -> std::io::Result<()> {
         // chunk holds `,`-separated node arrays.
-        let mut payload = Vec::with_capacity(chunk.len() + 48);
-        payload.extend_from_slice(b"{\"n\":[");
-        payload.extend_from_slice(chunk);
-        payload.push(b']');
-        if let Some((i, n)) = end {
-            payload.extend_from_slice(format!(",\"end\":[{i},{n}]").as_bytes());
-        }
-        payload.push(b'}');
         record.clear();
-        put_record(&mut record, &payload)?;
+        put_record_with(&mut record, |buf| {
+            buf.extend_from_slice(b"{\"n\":[");
+            buf.extend_from_slice(chunk);
+            buf.push(b']');
+            if let Some((i, n)) = end {
+                buf.extend_from_slice(b",\"end\":[");
+                write_u64(buf, i);
+                buf.push(b',');
+                write_u64(buf, n);
+                buf.push(b']');
+            }
+            buf.push(b'}');
+        })?;
         out.write_all(&record)?;
         size += record.len() as u64;
         chunk.clear();
         Ok(())
     };
     let mut nodes = 0u64;
-    let mut stack: Vec<(String, Arc<Node>)> = Vec::new();
+    let mut path = String::new();
+    // The directories being walked: their remaining children, and the
+    // length of their own path.
+    let mut stack = Vec::new();
     if let Kind::Dir(children) = &root.kind {
-        for (name, child) in children.iter().rev() {
-            stack.push((format!("/{name}"), child.clone()));
-        }
+        stack.push((children.iter(), 0));
     }
-    while let Some((key, node)) = stack.pop() {
+    while let Some((children, dir_len)) = stack.last_mut() {
+        let dir_len = *dir_len;
+        let Some((name, node)) = children.next() else {
+            stack.pop();
+            continue;
+        };
+        path.truncate(dir_len);
+        path.push('/');
+        path.push_str(name);
         if !chunk.is_empty() {
             chunk.push(b',');
         }
-        let value = node.value_str().map(|v| std::borrow::Cow::Borrowed(&**v));
-        serde_json::to_writer(
-            &mut chunk,
-            &SnapNode(
-                std::borrow::Cow::Borrowed(&key),
-                node.created,
-                node.modified,
-                node.expiration,
-                value,
-            ),
-        )
-        .map_err(std::io::Error::other)?;
+        encode_snap_node(&mut chunk, &path, node);
         nodes += 1;
         if chunk.len() >= SNAP_CHUNK {
             flush(&mut chunk, None)?;
         }
         if let Kind::Dir(children) = &node.kind {
-            for (name, child) in children.iter().rev() {
-                stack.push((format!("{key}/{name}"), child.clone()));
-            }
+            stack.push((children.iter(), path.len()));
         }
     }
     flush(&mut chunk, Some((index, nodes)))?;
@@ -1109,6 +1135,64 @@ mod tests {
             let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
             let theirs: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
             assert_eq!(ours, theirs);
+        }
+    }
+
+    /// A hand-written snapshot node reads back, through serde, as the same
+    /// node, and is the same JSON document serde writes.
+    #[test]
+    fn a_snapshot_node_is_what_serde_writes_and_reads() {
+        let ascii: String = (0u8..128).map(char::from).collect();
+        let texts = [
+            String::new(),
+            ascii.clone(),
+            "\u{2028}\u{2029}\u{e2}\u{e9}\u{1f600}</script>&".to_string(),
+        ];
+        for (i, t) in texts.iter().enumerate() {
+            for (j, expiration) in [None, Some(i64::MIN), Some(-1), Some(i64::MAX)]
+                .into_iter()
+                .enumerate()
+            {
+                let (created, modified) = (i as u64, u64::MAX - j as u64);
+                let mut value = Node::value(created, Arc::from(t.as_str()), expiration);
+                value.modified = modified;
+                let mut dir = Node::dir(created, expiration);
+                dir.modified = modified;
+                for node in [value, dir] {
+                    let key = format!("/k{t}");
+                    let mut ours = Vec::new();
+                    encode_snap_node(&mut ours, &key, &node);
+                    let read: SnapNode = serde_json::from_slice(&ours).expect("reads back");
+                    let want_value = node.value_str().map(|v| v.to_string());
+                    assert_eq!(
+                        (
+                            read.0.as_ref(),
+                            read.1,
+                            read.2,
+                            read.3,
+                            read.4.as_deref().map(str::to_string)
+                        ),
+                        (
+                            key.as_str(),
+                            created,
+                            modified,
+                            expiration,
+                            want_value.clone()
+                        )
+                    );
+                    let theirs = serde_json::to_vec(&SnapNode(
+                        key.as_str().into(),
+                        created,
+                        modified,
+                        expiration,
+                        want_value.as_deref().map(Into::into),
+                    ))
+                    .unwrap();
+                    let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+                    let theirs: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
+                    assert_eq!(ours, theirs);
+                }
+            }
         }
     }
 
