@@ -53,10 +53,11 @@ fn main() {
 /// writes queued meanwhile as one batch when that thread waits, or at the
 /// next scheduler tick, rather than waking for each write. Its share of
 /// the CPU is unchanged (nice 0). With the server on one core, durable
-/// PUTs at 64 connections: 38 writes per commit instead of 27, about
-/// 5,000 context switches a second instead of 32,000; without it the
-/// writer, woken by every write, split the batches and the pipeline lost
-/// a fifth of its throughput (bench/RESULTS.md).
+/// PUTs at 64 connections: 38 writes per commit instead of 27, and the
+/// writer and the runtime's thread switched about 3,900 times a second
+/// instead of 34,000; without it the writer, woken by every write, split
+/// the batches and the pipeline lost a fifth of its throughput
+/// (bench/RESULTS.md).
 fn batch_scheduling() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads the sched_param it is given, which
