@@ -512,6 +512,14 @@ impl Store {
     }
 }
 
+/// Answers writes refused after a failed commit: the commit's error, at the
+/// last committed index.
+fn refuse(replies: impl Iterator<Item = oneshot::Sender<WriteResult>>, cause: &str, index: u64) {
+    for reply in replies {
+        let _ = reply.send(Err(EtcdError::new(code::RAFT_INTERNAL, cause, index)));
+    }
+}
+
 fn stopped() -> EtcdError {
     EtcdError::new(code::RAFT_INTERNAL, "store is shutting down", 0)
 }
@@ -641,13 +649,7 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<(WriteOp, oneshot::Sender<WriteResult>)>) {
         self.notice_failure();
         if let Some(cause) = &self.failed {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(EtcdError::new(
-                    code::RAFT_INTERNAL,
-                    cause.clone(),
-                    self.index,
-                )));
-            }
+            refuse(batch.into_iter().map(|(_, reply)| reply), cause, self.index);
             return;
         }
         let mut events: Vec<Arc<Event>> = Vec::new();
@@ -1184,13 +1186,11 @@ impl Committer {
         if let Some(cause) = &self.failed {
             // This batch failed, or was applied on top of one that did:
             // none of its answers, refusals included, may be told.
-            for (reply, _) in batch.answers {
-                let _ = reply.send(Err(EtcdError::new(
-                    code::RAFT_INTERNAL,
-                    cause.clone(),
-                    self.index,
-                )));
-            }
+            refuse(
+                batch.answers.into_iter().map(|(reply, _)| reply),
+                cause,
+                self.index,
+            );
             return;
         }
         self.root = batch.root;

@@ -1132,10 +1132,15 @@ mod tests {
                 base: None,
             })
             .unwrap();
-            let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
-            let theirs: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
-            assert_eq!(ours, theirs);
+            assert_same_json(&ours, &theirs);
         }
+    }
+
+    /// Both byte strings are the same JSON document.
+    fn assert_same_json(ours: &[u8], theirs: &[u8]) {
+        let ours: serde_json::Value = serde_json::from_slice(ours).unwrap();
+        let theirs: serde_json::Value = serde_json::from_slice(theirs).unwrap();
+        assert_eq!(ours, theirs);
     }
 
     /// A hand-written snapshot node reads back, through serde, as the same
@@ -1188,9 +1193,7 @@ mod tests {
                         want_value.as_deref().map(Into::into),
                     ))
                     .unwrap();
-                    let ours: serde_json::Value = serde_json::from_slice(&ours).unwrap();
-                    let theirs: serde_json::Value = serde_json::from_slice(&theirs).unwrap();
-                    assert_eq!(ours, theirs);
+                    assert_same_json(&ours, &theirs);
                 }
             }
         }
