@@ -19,6 +19,26 @@ const SPECIAL: [bool; 256] = {
     t
 };
 
+/// Whether any of the eight bytes in `w` is [`SPECIAL`]. For each byte
+/// `b`, `(b - n) & !b` has its high bit set only when `b < n` (for
+/// `n <= 0x80`, and exactly when some byte of the word is below `n`), so
+/// one subtraction finds control characters, and the same test of `w` XOR
+/// a repeated character finds that character.
+fn has_special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v;
+    let equal = |c: u8| below(w ^ (ONES * c as u64), 1);
+    let found = below(w, 0x20)
+        | equal(b'"')
+        | equal(b'\\')
+        | equal(b'<')
+        | equal(b'>')
+        | equal(b'&')
+        | equal(0xe2);
+    found & HIGH != 0
+}
+
 /// Writes `s` as a JSON string the way Go's `encoding/json` does (HTML
 /// characters escaped as `\u003c` and friends).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -29,7 +49,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     loop {
-        // Plain bytes are copied as one run.
+        // Plain bytes are copied as one run, found eight at a time.
+        while let Some(word) = bytes.get(i..i + 8) {
+            if has_special(u64::from_le_bytes(word.try_into().expect("8 bytes"))) {
+                break;
+            }
+            i += 8;
+        }
         while i < bytes.len() && !SPECIAL[bytes[i] as usize] {
             i += 1;
         }
@@ -181,6 +207,18 @@ mod tests {
         }
         samples.push(String::new());
         samples.push("plain text with no escapes at all".into());
+        // Every character that is escaped, and bytes next to them, at each
+        // offset of the words that are scanned eight bytes at a time.
+        let plain = "0123456789abcdefghijklmnopqrstuv";
+        for c in [
+            '"', '\\', '<', '>', '&', '\u{0}', '\u{1f}', '\u{7f}', '\u{2028}', '\u{2029}',
+            '\u{2027}', '!', '=', '?', '[', ']', '%', ' ', 'é', '✓',
+        ] {
+            for at in 0..=plain.len() {
+                samples.push(format!("{}{c}{}", &plain[..at], &plain[at..]));
+                samples.push(format!("{}{c}{c}{}", &plain[..at], &plain[at..]));
+            }
+        }
         for s in samples {
             let mut out = Vec::new();
             write_str(&mut out, &s);
