@@ -231,7 +231,7 @@ fn route_whole<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Ans
     let method = req.method().clone();
     let head = method == Method::HEAD;
     let mut decided = Decided::None;
-    match route(app, client, req, &mut decided) {
+    match route(app, client, req, start, &mut decided) {
         Answer::Ready(resp) => {
             let resp = if head { strip_body(resp) } else { resp };
             app.metrics
@@ -309,10 +309,12 @@ fn strip_body(resp: Response<ApiBody>) -> Response<ApiBody> {
     Response::from_parts(parts, ApiBody::empty())
 }
 
+/// `start`: when the request's head was read (for the audit line).
 fn route<'a>(
     app: &'a App,
     client: &'a Client,
     req: Request<Bytes>,
+    start: Instant,
     decided: &mut Decided,
 ) -> Answer<'a> {
     if req.method() == Method::OPTIONS {
@@ -320,7 +322,7 @@ fn route<'a>(
     }
     let path = req.uri().path();
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
-        return keys(app, client, req, decided);
+        return keys(app, client, req, start, decided);
     }
     route_other(app, client, &req, decided).into()
 }
@@ -436,6 +438,7 @@ fn keys<'a>(
     app: &'a App,
     client: &'a Client,
     req: Request<Bytes>,
+    start: Instant,
     decided: &mut Decided,
 ) -> Answer<'a> {
     let (parts, body) = req.into_parts();
@@ -489,7 +492,7 @@ fn keys<'a>(
             Decision::Deny(req) => {
                 *decided = Decided::Deny;
                 let resp = denied();
-                audit(app, client, &req, None, resp.status());
+                audit(app, client, &req, None, resp.status(), start);
                 resp
             }
             Decision::Allow(req) => {
@@ -501,13 +504,27 @@ fn keys<'a>(
                     return Answer::Later(Box::pin(async move {
                         let mut req = req;
                         let mut resp = write_keys(app, &mut req, method).await;
-                        audit(app, client, req.get(), Some(req.basis()), resp.status());
+                        audit(
+                            app,
+                            client,
+                            req.get(),
+                            Some(req.basis()),
+                            resp.status(),
+                            start,
+                        );
                         cluster_header(app, &mut resp);
                         resp
                     }));
                 }
                 let resp = serve_read(app, client, &req);
-                audit(app, client, req.get(), Some(req.basis()), resp.status());
+                audit(
+                    app,
+                    client,
+                    req.get(),
+                    Some(req.basis()),
+                    resp.status(),
+                    start,
+                );
                 resp
             }
         },
@@ -516,8 +533,15 @@ fn keys<'a>(
     resp.into()
 }
 
-/// One audit line per decision (SPEC §6), as structured fields.
-fn audit(app: &App, client: &Client, req: &KeysRequest, basis: Option<&Basis>, status: StatusCode) {
+/// One audit line per decision (SPEC §6).
+fn audit(
+    app: &App,
+    client: &Client,
+    req: &KeysRequest,
+    basis: Option<&Basis>,
+    status: StatusCode,
+    start: Instant,
+) {
     if !app.audit {
         return;
     }
@@ -533,34 +557,22 @@ fn audit(app: &App, client: &Client, req: &KeysRequest, basis: Option<&Basis>, s
             origin.bind as i64,
         ),
     };
-    let cn = id.cn.as_deref().unwrap_or("");
-    let uri = id.uris.first().map(String::as_str).unwrap_or("");
-    // Text logs quote (Debug) every field a client controls, so no input
-    // can start a line; JSON logs escape strings themselves.
-    macro_rules! line {
-        ($fmt:tt) => {
-            tracing::info!(
-                target: "keygate::audit",
-                cn = $fmt cn,
-                uri = $fmt uri,
-                fingerprint = &id.fingerprint[..id.fingerprint.len().min(16)],
-                method = req.method().as_str(),
-                key = $fmt req.key,
-                recursive = req.recursive,
-                wait = req.is_watch(),
-                decision,
-                bind,
-                role,
-                prefix = $fmt prefix,
-                status = status.as_u16(),
-            )
-        };
-    }
-    if app.json_log {
-        line!(%);
-    } else {
-        line!(?);
-    }
+    let line = crate::audit::Decision {
+        cn: id.cn.as_deref().unwrap_or(""),
+        uri: id.uris.first().map(String::as_str).unwrap_or(""),
+        fingerprint: &id.fingerprint[..id.fingerprint.len().min(16)],
+        method: req.method().as_str(),
+        key: &req.key,
+        recursive: req.recursive,
+        wait: req.is_watch(),
+        decision,
+        bind,
+        role,
+        prefix,
+        status: status.as_u16(),
+        latency_us: start.elapsed().as_micros().try_into().unwrap_or(u64::MAX),
+    };
+    crate::audit::decision(&line, app.json_log);
 }
 
 fn is_form(headers: &hyper::HeaderMap) -> bool {
@@ -632,7 +644,7 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
                     }
                     .holding(slot);
                     let body = if app.audit {
-                        body.audited(client.identity.label(), &r.key)
+                        body.audited(client.identity.label(), &r.key, app.json_log)
                     } else {
                         body
                     };

@@ -45,10 +45,11 @@ pub struct WatchBody {
     /// grants as they are when an event is written: a reload may change
     /// them).
     view: Option<Arc<Authority>>,
-    /// (client, key) for the audit line written when the watch ends (boxed:
+    /// (client, key, the log writes JSON) for the audit line written when
+    /// the watch ends (boxed:
     /// a waiting watch's connection holds the body twice over, and every
     /// byte of it is paid 10,000 times over by 10,000 watches).
-    audit: Option<Box<(String, String)>>,
+    audit: Option<Box<(String, String, bool)>>,
     /// The watch's slot under `max_watches_per_identity`, given back when
     /// the watch ends.
     _slot: Option<Held>,
@@ -56,17 +57,17 @@ pub struct WatchBody {
 
 impl Drop for WatchBody {
     fn drop(&mut self) {
-        if let Some((client, key)) = self.audit.as_deref() {
-            tracing::info!(target: "keygate::audit", event = "watch_end", cn = ?client, key = ?key);
+        if let Some((client, key, json)) = self.audit.as_deref() {
+            crate::audit::watch_end(client, key, *json);
         }
     }
 }
 
 impl WatchBody {
     /// Writes a `watch_end` audit line for `client` and `key` when the
-    /// watch ends.
-    pub fn audited(mut self, client: &str, key: &str) -> WatchBody {
-        self.audit = Some(Box::new((client.to_string(), key.to_string())));
+    /// watch ends; `json`: the log writes JSON.
+    pub fn audited(mut self, client: &str, key: &str, json: bool) -> WatchBody {
+        self.audit = Some(Box::new((client.to_string(), key.to_string(), json)));
         self
     }
 

@@ -569,15 +569,24 @@ fn cluster_id(data_dir: &Path) -> Result<String, String> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(crate::logwriter::Batched);
-    let _ = if format == "json" {
+    let json = format == "json";
+    let installed = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    if installed.is_ok() && !ansi {
+        crate::audit::write_directly(if json {
+            crate::audit::Format::Json
+        } else {
+            crate::audit::Format::Text
+        });
+    }
 }
 
 /// Raises the open-files limit to its hard maximum; fails when

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod config;

@@ -96,24 +96,30 @@ pub struct Batched;
 /// One line's writer.
 pub struct Line;
 
+/// Hands whole lines to the log (waiting for room when stderr cannot keep
+/// up).
+pub fn append(bytes: &[u8]) -> std::io::Result<()> {
+    let s = shared();
+    let mut st = lock(s);
+    if st.direct {
+        return std::io::stderr().lock().write_all(bytes);
+    }
+    // stderr cannot keep up: wait for the flusher to take the buffer.
+    while !st.buf.is_empty() && st.buf.len() + bytes.len() > MAX_BUFFERED {
+        st = s.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+    let wake = st.idle;
+    st.buf.extend_from_slice(bytes);
+    drop(st);
+    if wake {
+        s.cond.notify_all();
+    }
+    Ok(())
+}
+
 impl Write for Line {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let s = shared();
-        let mut st = lock(s);
-        if st.direct {
-            std::io::stderr().lock().write_all(bytes)?;
-            return Ok(bytes.len());
-        }
-        // stderr cannot keep up: wait for the flusher to take the buffer.
-        while !st.buf.is_empty() && st.buf.len() + bytes.len() > MAX_BUFFERED {
-            st = s.cond.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        let wake = st.idle;
-        st.buf.extend_from_slice(bytes);
-        drop(st);
-        if wake {
-            s.cond.notify_all();
-        }
+        append(bytes)?;
         Ok(bytes.len())
     }
 

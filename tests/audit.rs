@@ -120,3 +120,57 @@ async fn text_audit_lines_cannot_be_forged() {
         "a key started a log line"
     );
 }
+
+#[tokio::test]
+async fn json_lines_time_the_answer_and_end_watches() {
+    let pki = Arc::new(Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&pki, dir.path(), "json");
+    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    let cert = pki.client("team-a-app");
+    let mut watcher = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    let mut writer = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    let watch = tokio::spawn(async move {
+        watcher
+            .req("GET", "/v2/keys/team-a/w?wait=true", None)
+            .await
+    });
+    // The watch's line is written when its headers are: before its event.
+    audit_lines(&kg, 1).await;
+    assert_eq!(
+        writer
+            .req("PUT", "/v2/keys/team-a/w", Some("value=1"))
+            .await
+            .status,
+        201
+    );
+    let r = watch.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"value\":\"1\""), "{}", r.body);
+
+    let lines = audit_lines(&kg, 3).await;
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let f = |v: &serde_json::Value, k: &str| v["fields"][k].clone();
+    let watch_line = parsed
+        .iter()
+        .find(|v| f(v, "wait") == true)
+        .expect("the watch's line");
+    assert_eq!(f(watch_line, "status"), 200);
+    assert!(f(watch_line, "latency_us").is_u64(), "{watch_line}");
+    let put = parsed
+        .iter()
+        .find(|v| f(v, "method") == "PUT")
+        .expect("the write's line");
+    assert!(f(put, "latency_us").is_u64(), "{put}");
+    let end = parsed
+        .iter()
+        .find(|v| f(v, "event") == "watch_end")
+        .expect("the watch_end line");
+    assert_eq!(end["target"], "keygate::audit");
+    // The strings themselves (not quoted twice over).
+    assert_eq!(f(end, "cn"), "team-a-app");
+    assert_eq!(f(end, "key"), "/team-a/w");
+}
