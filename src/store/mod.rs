@@ -404,7 +404,14 @@ impl Store {
         let res = match lookup(&snap.root, key) {
             Lookup::Found(node) => {
                 let mut out = Vec::with_capacity(256);
-                event::render_get(&mut out, key, node, recursive, now_nanos());
+                // The clock matters only to TTLs: a key without one (the
+                // common GET) is written without reading it.
+                let now = if node.is_dir() || node.expiration.is_some() {
+                    now_nanos()
+                } else {
+                    0
+                };
+                event::render_get(&mut out, key, node, recursive, now);
                 Ok((out, snap.index))
             }
             Lookup::Missing(cause) => Err(EtcdError::new(code::KEY_NOT_FOUND, cause, snap.index)),
