@@ -176,3 +176,68 @@ fn a_writer_that_panics_ends_the_watch() {
     assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task is woken");
     assert!(matches!(poll(&rx, &count), Poll::Ready(Outcome::Closed)));
 }
+
+/// Parks `n` watches whose writers count into `wrote` (the one at
+/// `panics` panics instead), polls each once with a waker counting its wakes,
+/// and hands them all an event.
+fn parked_watches(
+    n: usize,
+    wrote: &Arc<AtomicUsize>,
+    panics: Option<usize>,
+) -> (Vec<ParkedWrite>, Vec<(OnceReceiver, Arc<Count>)>) {
+    let mut parked = Vec::new();
+    let mut watches = Vec::new();
+    for i in 0..n {
+        let (tx, rx) = slot();
+        let w = wrote.clone();
+        assert!(rx.park(Box::new(move |_: &Arc<Event>| {
+            assert!(Some(i) != panics, "a writer failing");
+            w.fetch_add(1, Ordering::SeqCst);
+        })));
+        let woken = Arc::new(Count::default());
+        let waker = Waker::from(woken.clone());
+        assert!(rx.poll(&mut Context::from_waker(&waker)).is_pending());
+        parked.push(tx.send(&event(5)).expect("parked"));
+        watches.push((rx, woken));
+    }
+    (parked, watches)
+}
+
+/// Runs the runtime until every watch was woken (or 1,000 turns).
+fn run_until_woken(rt: &tokio::runtime::Runtime, watches: &[(OnceReceiver, Arc<Count>)]) {
+    rt.block_on(async {
+        for _ in 0..1000 {
+            if watches.iter().all(|(_, w)| w.0.load(Ordering::SeqCst) > 0) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
+#[test]
+fn a_writer_that_panics_in_a_fan_out_leaves_no_watch_waiting() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let n = FAN_OUT_BATCH * 2 + 5;
+    let wrote = Arc::new(AtomicUsize::new(0));
+    let (parked, watches) = parked_watches(n, &wrote, Some(3));
+    fan_out(parked, Some(rt.handle()));
+    run_until_woken(&rt, &watches);
+    let (mut written, mut events, mut closed) = (0, 0, 0);
+    for (i, (rx, woken)) in watches.iter().enumerate() {
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "watch {i}");
+        match poll(rx, &Arc::default()) {
+            Poll::Ready(Outcome::Written) => written += 1,
+            // Left to its task: the rest of the batch that failed.
+            Poll::Ready(Outcome::Event(_)) => events += 1,
+            Poll::Ready(Outcome::Closed) => closed += 1,
+            Poll::Pending => panic!("watch {i} still waits"),
+        }
+    }
+    assert_eq!(closed, 1, "the watch whose writer panicked ends");
+    assert_eq!(events, FAN_OUT_BATCH - 4);
+    assert_eq!(written, n - 1 - events);
+    assert_eq!(wrote.load(Ordering::SeqCst), written);
+}
