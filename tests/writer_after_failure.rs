@@ -1,6 +1,6 @@
-//! After a failed commit the store refuses writes for good; the writer
-//! thread must then sleep, even when a key's expiry comes due (it can
-//! never be committed).
+//! After a failed commit (or a committer that panicked) the store refuses
+//! writes for good; the writer thread must then sleep, even when a key's
+//! expiry comes due (it can never be committed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,4 +82,54 @@ async fn a_failed_store_does_not_spin_on_a_due_expiry() {
     );
     // Still failed, still answering.
     assert_eq!(store.write(put("/y", None)).await.unwrap_err().code, 300);
+}
+
+/// Commits the first batch, panics on the second.
+struct PanicsOnSecond(u32);
+
+impl Journal for PanicsOnSecond {
+    fn commit(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
+        self.0 += 1;
+        assert!(self.0 == 1, "a journal bug");
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_committer_that_panics_refuses_writes_and_keeps_serving_reads() {
+    let store = Store::start(
+        Arc::new(Node::dir(0, None)),
+        0,
+        Box::new(PanicsOnSecond(0)),
+        Vec::new(),
+    );
+    let within = |f| tokio::time::timeout(Duration::from_secs(5), f);
+    within(store.write(put("/a", None)))
+        .await
+        .expect("answered")
+        .unwrap();
+    // The batch whose commit panicked is refused, not acknowledged.
+    let e = within(store.write(put("/b", None)))
+        .await
+        .expect("answered")
+        .unwrap_err();
+    assert_eq!(e.code, 300);
+    // From here on every write is refused with the reason, which the
+    // readiness check reports.
+    let cause = store.failure().expect("the store failed");
+    assert!(cause.contains("committer"), "{cause}");
+    for key in ["/c", "/d"] {
+        let e = within(store.write(put(key, None)))
+            .await
+            .expect("answered")
+            .unwrap_err();
+        assert_eq!(e.code, 300);
+        assert_eq!(e.cause.as_deref(), Some(cause.as_str()));
+        assert_eq!(e.index, 1, "the last committed index");
+    }
+    // Reads see what was committed, and only that.
+    let (body, index) = store.get("/a", false).unwrap();
+    assert_eq!(index, 1);
+    assert!(String::from_utf8(body).unwrap().contains("\"value\":\"v\""));
+    assert_eq!(store.get("/b", false).unwrap_err().code, 100);
 }

@@ -527,6 +527,33 @@ fn refuse(replies: impl Iterator<Item = oneshot::Sender<WriteResult>>, cause: &s
     }
 }
 
+/// Why writes are refused after the committer thread died.
+const COMMITTER_GONE: &str =
+    "the store's committer thread stopped (it panicked: see the log); writes are refused until a restart";
+
+impl Shared {
+    /// Refuses writes from now on, for `cause` (the first cause stays).
+    fn fail(&self, cause: &str) {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| cause.to_string());
+    }
+}
+
+/// Held by the committer thread: if it panics, the store refuses writes
+/// (and says why) rather than answer each one "shutting down".
+struct CommitterAlive(Arc<Shared>);
+
+impl Drop for CommitterAlive {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the store's committer thread panicked: refusing writes from now on");
+            self.0.fail(COMMITTER_GONE);
+        }
+    }
+}
+
 fn stopped() -> EtcdError {
     EtcdError::new(code::RAFT_INTERNAL, "store is shutting down", 0)
 }
@@ -688,10 +715,18 @@ impl Writer {
             stat_marks,
             answers,
         };
-        // Fails only if the committer is gone (it panicked): the batch's
-        // answers are dropped with it, and their writers told the store
-        // stopped.
-        let _ = self.to_commit.send(ToCommit::Batch(batch));
+        // Fails only if the committer is gone (it panicked).
+        if let Err(mpsc::SendError(ToCommit::Batch(batch))) =
+            self.to_commit.send(ToCommit::Batch(batch))
+        {
+            self.shared.fail(COMMITTER_GONE);
+            let published = self.shared.snapshot.load().index;
+            refuse(
+                batch.answers.into_iter().map(|(reply, _)| reply),
+                COMMITTER_GONE,
+                published,
+            );
+        }
     }
 
     /// After the committer failed a commit: refuse writes from now on,
@@ -1140,6 +1175,7 @@ impl Writer {
 
 impl Committer {
     fn run(mut self, rx: mpsc::Receiver<ToCommit>) {
+        let _alive = CommitterAlive(self.shared.clone());
         while let Ok(msg) = rx.recv() {
             match msg {
                 ToCommit::Batch(batch) => self.commit(batch),
@@ -1181,11 +1217,7 @@ impl Committer {
                 Err(err) => {
                     let cause = err.to_string();
                     tracing::error!(error = %cause, "commit failed: refusing writes from now on");
-                    *self
-                        .shared
-                        .failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(cause.clone());
+                    self.shared.fail(&cause);
                     self.failed = Some(cause);
                 }
             }
