@@ -183,6 +183,8 @@ fn malformed_import_is_refused_and_writes_nothing() {
         ("foreign.json", "{\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/a/b\",\"value\":\"x\",\"createdIndex\":1,\"modifiedIndex\":1}]}}"),
         // Listed without its index, it would not import again.
         ("zeroindex.json", "{\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/a\",\"value\":\"x\",\"createdIndex\":1,\"modifiedIndex\":0}]}}"),
+        // A node changed before it was created.
+        ("createdlater.json", "{\"node\":{\"dir\":true,\"nodes\":[{\"key\":\"/a\",\"value\":\"x\",\"createdIndex\":5,\"modifiedIndex\":4}]}}"),
     ] {
         let f = dir.path().join(name);
         std::fs::write(&f, text).unwrap();

@@ -1046,6 +1046,12 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
         };
         let created = index("createdIndex")?;
         let modified = index("modifiedIndex")?;
+        // etcd changes a node at or after the write that created it.
+        if created > modified {
+            return Err(format!(
+                "node {key:?}: createdIndex {created} is above modifiedIndex {modified}"
+            ));
+        }
         let dir = n.get("dir").and_then(Value::as_bool).unwrap_or(false);
         let expiration = match n.get("expiration") {
             None | Some(Value::Null) => None,
