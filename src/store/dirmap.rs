@@ -37,26 +37,10 @@ type Link = (Name, Arc<BNode>);
 /// entry that overflows it before it splits.
 type Entries<T> = SmallVec<[T; MAX + 1]>;
 
+#[derive(Clone)]
 enum BNode {
     Leaf(Entries<Entry>),
     Inner(Entries<Link>),
-}
-
-impl Clone for BNode {
-    fn clone(&self) -> Self {
-        match self {
-            BNode::Leaf(e) => {
-                let n: usize = e.iter().map(|(_, c)| Arc::strong_count(c)).sum();
-                std::hint::black_box(n);
-                BNode::Leaf(e.clone())
-            }
-            BNode::Inner(l) => {
-                let n: usize = l.iter().map(|(_, c)| Arc::strong_count(c)).sum();
-                std::hint::black_box(n);
-                BNode::Inner(l.clone())
-            }
-        }
-    }
 }
 
 impl BNode {
