@@ -309,7 +309,8 @@ fn strip_body(resp: Response<ApiBody>) -> Response<ApiBody> {
     Response::from_parts(parts, ApiBody::empty())
 }
 
-/// `start`: when the request's head was read (for the audit line).
+/// `start`: when routing began, the request's head and body read (for the
+/// audit line's latency).
 fn route<'a>(
     app: &'a App,
     client: &'a Client,
