@@ -541,8 +541,9 @@ impl Shared {
     }
 }
 
-/// Held by the committer thread: if it panics, the store refuses writes
-/// (and says why) rather than answer each one "shutting down".
+/// Held while the committer commits a batch: if that panics, the store
+/// refuses writes (and says why) rather than answer each one "shutting
+/// down".
 struct CommitterAlive(Arc<Shared>);
 
 impl Drop for CommitterAlive {
@@ -1175,7 +1176,6 @@ impl Writer {
 
 impl Committer {
     fn run(mut self, rx: mpsc::Receiver<ToCommit>) {
-        let _alive = CommitterAlive(self.shared.clone());
         while let Ok(msg) = rx.recv() {
             match msg {
                 ToCommit::Batch(batch) => self.commit(batch),
@@ -1203,6 +1203,9 @@ impl Committer {
     /// Makes the batch durable, then publishes the tree, then the events,
     /// then the answers; or fails it, and every batch after it.
     fn commit(&mut self, batch: Batch) {
+        // Dropped before `batch` if this panics: the store refuses writes
+        // before the batch's writers hear that it stopped.
+        let _alive = CommitterAlive(self.shared.clone());
         if self.failed.is_none() && !batch.mutations.is_empty() {
             let started = std::time::Instant::now();
             match self.journal.commit(&batch.mutations, batch.index) {
