@@ -505,33 +505,30 @@ fn keys<'a>(
                     return Answer::Later(Box::pin(async move {
                         let mut req = req;
                         let mut resp = write_keys(app, &mut req, method).await;
-                        audit(
-                            app,
-                            client,
-                            req.get(),
-                            Some(req.basis()),
-                            resp.status(),
-                            start,
-                        );
+                        audit_allowed(app, client, &req, resp.status(), start);
                         cluster_header(app, &mut resp);
                         resp
                     }));
                 }
                 let resp = serve_read(app, client, &req);
-                audit(
-                    app,
-                    client,
-                    req.get(),
-                    Some(req.basis()),
-                    resp.status(),
-                    start,
-                );
+                audit_allowed(app, client, &req, resp.status(), start);
                 resp
             }
         },
     };
     cluster_header(app, &mut resp);
     resp.into()
+}
+
+/// The audit line of an allowed request.
+fn audit_allowed(
+    app: &App,
+    client: &Client,
+    req: &Permitted<KeysRequest>,
+    status: StatusCode,
+    start: Instant,
+) {
+    audit(app, client, req.get(), Some(req.basis()), status, start);
 }
 
 /// One audit line per decision (SPEC §6).

@@ -27,6 +27,15 @@ fn config(pki: &Pki, dir: &std::path::Path, format: &str) -> std::path::PathBuf 
     path
 }
 
+/// A gateway with audit lines in `format`, and its PKI.
+fn start(format: &str) -> (Arc<Pki>, Keygate) {
+    let pki = Arc::new(Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&pki, dir.path(), format);
+    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    (pki, kg)
+}
+
 async fn audit_lines(kg: &Keygate, n: usize) -> Vec<String> {
     for _ in 0..100 {
         let lines: Vec<String> = kg
@@ -45,12 +54,18 @@ async fn audit_lines(kg: &Keygate, n: usize) -> Vec<String> {
     panic!("expected {n} audit lines: {:?}", kg.log.lock().unwrap());
 }
 
+/// The first `n` audit lines (at least), each parsed as JSON.
+async fn json_lines(kg: &Keygate, n: usize) -> Vec<serde_json::Value> {
+    audit_lines(kg, n)
+        .await
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 #[tokio::test]
 async fn json_audit_lines_name_the_decider() {
-    let pki = Arc::new(Pki::new());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&pki, dir.path(), "json");
-    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    let (pki, kg) = start("json");
     let cert = pki.client("team-a-app");
     let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
     assert_eq!(
@@ -67,11 +82,7 @@ async fn json_audit_lines_name_the_decider() {
     );
     assert_eq!(c.req("GET", "/v2/keys/", None).await.status, 200);
 
-    let lines = audit_lines(&kg, 3).await;
-    let parsed: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let parsed = json_lines(&kg, 3).await;
     let f = |v: &serde_json::Value, k: &str| v["fields"][k].clone();
     assert_eq!(parsed[0]["target"], "keygate::audit");
     assert_eq!(f(&parsed[0], "decision"), "allow");
@@ -93,10 +104,7 @@ async fn json_audit_lines_name_the_decider() {
 
 #[tokio::test]
 async fn text_audit_lines_cannot_be_forged() {
-    let pki = Arc::new(Pki::new());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&pki, dir.path(), "text");
-    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    let (pki, kg) = start("text");
     let cert = pki.client("team-a-app");
     let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
     // A key holding a newline and a fake audit line.
@@ -123,10 +131,7 @@ async fn text_audit_lines_cannot_be_forged() {
 
 #[tokio::test]
 async fn json_lines_time_the_answer_and_end_watches() {
-    let pki = Arc::new(Pki::new());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(&pki, dir.path(), "json");
-    let kg = Keygate::start_with(pki.clone(), dir, cfg);
+    let (pki, kg) = start("json");
     let cert = pki.client("team-a-app");
     let mut watcher = Client::h1(&kg.addr(), &pki.ca, &cert).await;
     let mut writer = Client::h1(&kg.addr(), &pki.ca, &cert).await;
@@ -148,11 +153,7 @@ async fn json_lines_time_the_answer_and_end_watches() {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("\"value\":\"1\""), "{}", r.body);
 
-    let lines = audit_lines(&kg, 3).await;
-    let parsed: Vec<serde_json::Value> = lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let parsed = json_lines(&kg, 3).await;
     let f = |v: &serde_json::Value, k: &str| v["fields"][k].clone();
     let watch_line = parsed
         .iter()
