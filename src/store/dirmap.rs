@@ -2,9 +2,10 @@
 //!
 //! Every write copies the nodes on the path to the changed entry (the
 //! published version of the tree keeps the old ones), and copying a node
-//! clones each of its entries, which touches each child's reference count:
-//! in a large directory those are cache misses. Nodes are therefore narrow
-//! ([`MAX`] entries): a write into a directory of 300,000 keys copies about
+//! clones each of its entries, which increments each child's reference
+//! count: an atomic increment apiece, most of the copy's cost (reading
+//! the counts into the cache first did not make it cheaper). Nodes are
+//! therefore narrow ([`MAX`] entries): a write into a directory of 300,000 keys copies about
 //! 40 entries with 16-entry nodes, where a 64-wide B-tree that also keeps
 //! entries in its inner nodes copies about 200. 8-entry nodes copy fewer
 //! still (more levels, fewer entries each): durable PUTs of random keys at

@@ -381,11 +381,7 @@ impl Store {
 
     /// Why the store refuses writes, after a failed commit.
     pub fn failure(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.failure()
     }
 
     /// Counters of the durable commits.
@@ -532,6 +528,14 @@ const COMMITTER_GONE: &str =
     "the store's committer thread stopped (it panicked: see the log); writes are refused until a restart";
 
 impl Shared {
+    /// Why writes are refused, once they are.
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Refuses writes from now on, for `cause` (the first cause stays).
     fn fail(&self, cause: &str) {
         self.failure
@@ -544,9 +548,9 @@ impl Shared {
 /// Held while the committer commits a batch: if that panics, the store
 /// refuses writes (and says why) rather than answer each one "shutting
 /// down".
-struct CommitterAlive(Arc<Shared>);
+struct CommitterAlive<'a>(&'a Shared);
 
-impl Drop for CommitterAlive {
+impl Drop for CommitterAlive<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             tracing::error!("the store's committer thread panicked: refusing writes from now on");
@@ -736,13 +740,7 @@ impl Writer {
         if self.failed.is_some() {
             return;
         }
-        let Some(cause) = self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
+        let Some(cause) = self.shared.failure() else {
             return;
         };
         let published = self.shared.snapshot.load_full();
@@ -1205,7 +1203,7 @@ impl Committer {
     fn commit(&mut self, batch: Batch) {
         // Dropped before `batch` if this panics: the store refuses writes
         // before the batch's writers hear that it stopped.
-        let _alive = CommitterAlive(self.shared.clone());
+        let _alive = CommitterAlive(&self.shared);
         if self.failed.is_none() && !batch.mutations.is_empty() {
             let started = std::time::Instant::now();
             match self.journal.commit(&batch.mutations, batch.index) {
