@@ -547,7 +547,6 @@ fn audit(
     let (decision, prefix, role, bind) = match basis {
         None => ("deny", "", "", -1i64),
         Some(Basis::Traverse) => ("allow", "traverse", "", -1),
-        Some(Basis::Unenforced) => ("allow", "unenforced", "", -1),
         Some(Basis::Prefix { prefix, origin }) => (
             "allow",
             prefix.as_str(),
@@ -603,7 +602,6 @@ fn still_allowed(auth: &Arc<Authority>, req: &KeysRequest, filtered: bool) -> Ke
 /// as if the store held only the client's view.
 fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Response<ApiBody> {
     let grants = req.grants();
-    let filtered = req.enforced();
     let traverse = matches!(req.basis(), Basis::Traverse);
     let req_ref = req.get();
     let store: &Store = &app.store;
@@ -612,7 +610,7 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
             // A client that reads every key sees every event whole: its
             // watch is not filtered (neither as the writer delivers nor as
             // each event is written).
-            let filtered = filtered && !grants.reads_all();
+            let filtered = !grants.reads_all();
             // A filtered watch follows the client's grants as a reload
             // changes them.
             let interest: Option<Interest> = filtered.then(|| {
@@ -674,7 +672,7 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
                     code::NOT_DIR => !inside,
                     _ => false,
                 };
-                if filtered && recompute {
+                if recompute {
                     let (cause, index) = store.view_missing_cause(&req_ref.key, grants.view_trie());
                     etcd_error(&EtcdError::new(code::KEY_NOT_FOUND, cause, index))
                 } else {
@@ -693,10 +691,9 @@ async fn write_keys(
 ) -> Response<ApiBody> {
     let (value, prev_value) = req.take_values();
     let grants = req.grants();
-    let filtered = req.enforced();
     let r = req.get();
     let store: &Store = &app.store;
-    let can_read = !filtered || grants.can_read(&r.key);
+    let can_read = grants.can_read(&r.key);
     let keep_value = can_read || !r.refresh;
     let allowed_by = match req.basis() {
         Basis::Prefix { prefix, .. } => Some(prefix),
@@ -747,7 +744,7 @@ async fn write_keys(
         Err(mut e) => {
             // Never name a path above the prefix that allowed the write.
             if let (Some(prefix), Some(cause)) = (allowed_by, &e.cause) {
-                if filtered && cause.starts_with('/') && covers(cause, prefix) && cause != prefix {
+                if cause.starts_with('/') && covers(cause, prefix) && cause != prefix {
                     e.cause = Some(prefix.to_string());
                 }
             }

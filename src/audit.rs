@@ -66,7 +66,7 @@ pub struct Decision<'a> {
     pub bind: i64,
     /// The role that decided, "" for none.
     pub role: &'a str,
-    /// The prefix that decided, or "traverse" / "unenforced", "" for none.
+    /// The prefix that decided, or "traverse", "" for none.
     pub prefix: &'a str,
     /// The answer's status.
     pub status: u16,

@@ -181,8 +181,6 @@ pub struct Grants {
     pub binds: Vec<usize>,
     /// Names of the roles granted.
     pub roles: BTreeSet<String>,
-    /// Made by a policy that does not enforce access control.
-    pub unenforced: bool,
     root_view: std::sync::OnceLock<crate::store::event::ViewTrie>,
 }
 
@@ -289,8 +287,6 @@ pub enum Basis {
     },
     /// A read of a directory above the client's view (answered filtered).
     Traverse,
-    /// Access control is not enforced.
-    Unenforced,
 }
 
 /// A request the policy allowed. Only this module can build one, so no
@@ -315,11 +311,6 @@ impl<T> Permitted<T> {
     /// The client's grants (for filtering the answer).
     pub fn grants(&self) -> &Arc<Grants> {
         &self.grants
-    }
-
-    /// Whether answers must be filtered to the client's view.
-    pub fn enforced(&self) -> bool {
-        !self.grants.unenforced
     }
 }
 
@@ -347,7 +338,6 @@ pub enum Decision {
 pub struct Policy {
     binds: Vec<CompiledBind>,
     roles: BTreeMap<String, Role>,
-    enforced: bool,
     /// Grants already computed, by the identity they were computed for:
     /// the connections of one client share one `Grants` (computed once,
     /// and hot in the cache when an event is checked against many
@@ -361,17 +351,6 @@ impl Policy {
         Policy {
             binds: config.binds.iter().map(CompiledBind::new).collect(),
             roles: config.roles.clone(),
-            enforced: true,
-            shared: Default::default(),
-        }
-    }
-
-    /// The policy that allows every verified client everything.
-    pub fn allow_all() -> Policy {
-        Policy {
-            binds: Vec::new(),
-            roles: BTreeMap::new(),
-            enforced: false,
             shared: Default::default(),
         }
     }
@@ -385,17 +364,6 @@ impl Policy {
     /// What a client may do.
     pub fn grants(&self, id: &Identity) -> Grants {
         let mut g = Grants::default();
-        if !self.enforced {
-            g.unenforced = true;
-            let o = Origin {
-                role: "*".into(),
-                bind: 0,
-            };
-            g.read.insert("/", o.clone());
-            g.write.insert("/", o.clone());
-            g.admin = Some(o);
-            return g;
-        }
         let mut roles: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, b) in self.binds.iter().enumerate() {
             if b.matches(id) {
@@ -426,23 +394,13 @@ impl Policy {
         }
         g
     }
-
-    /// Whether access control is enforced.
-    pub fn enforced(&self) -> bool {
-        self.enforced
-    }
 }
 
 /// Decides a keys request for a client with `grants`, under the policy
 /// that made them (which the grants say: a reload swaps the policy and the
 /// grants together, and a request needs only the grants).
 pub fn decide(grants: &Arc<Grants>, req: KeysRequest) -> Decision {
-    let basis = if grants.unenforced {
-        Some(Basis::Unenforced)
-    } else {
-        decide_basis(grants, &req)
-    };
-    match basis {
+    match decide_basis(grants, &req) {
         Some(basis) => Decision::Allow(Permitted {
             inner: req,
             grants: grants.clone(),
