@@ -356,12 +356,12 @@ fn explain(
         KeyPath::BadEscape => return Err("KEY: bad percent-encoding".into()),
         KeyPath::NotUtf8 => return Err("KEY: not valid UTF-8".into()),
     };
-    let verifier = crate::tls::client_verifier(&config.tls).map_err(|e| e.to_string())?;
+    let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
+    let verifier = crate::tls::client_verifier(&config.tls, &roots).map_err(|e| e.to_string())?;
     if let Err(e) = verifier.verify_client_cert(leaf, &chain[1..], UnixTime::now()) {
         println!("DENY: the certificate is refused at the TLS handshake: {e}");
         return Ok(false);
     }
-    let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
     let issuers: Vec<&[u8]> = chain[1..]
         .iter()
         .map(|c| c.as_ref())

@@ -50,14 +50,12 @@ impl Live {
     /// Builds everything a reload swaps from `config`, checking every file
     /// it names.
     pub fn new(config: Config, generation: u64, boot: Arc<Config>) -> Result<Live, String> {
-        let verifier = crate::tls::client_verifier(&config.tls).map_err(|e| e.to_string())?;
+        let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
+        let verifier =
+            crate::tls::client_verifier(&config.tls, &roots).map_err(|e| e.to_string())?;
         let tls = crate::tls::server_config_with(&config.tls, verifier.clone())
             .map_err(|e| e.to_string())?;
-        let client_cas = crate::tls::client_roots(&config.tls)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|c| c.to_vec())
-            .collect();
+        let client_cas = roots.into_iter().map(|c| c.to_vec()).collect();
         let server_not_after = crate::tls::earliest_not_after(
             &crate::tls::server_chain(&config.tls).map_err(|e| e.to_string())?,
         );

@@ -64,14 +64,19 @@ pub fn client_roots(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigErr
     read_certs("tls.client_ca", &tls.client_ca)
 }
 
-/// The client certificate verifier: chains to `client_ca`, validity,
-/// clientAuth usage (when the leaf has an EKU extension), CRLs for every
-/// certificate below the anchor when `crl` is set.
-pub fn client_verifier(tls: &Tls) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
+/// The client certificate verifier: chains to `roots` (what
+/// [`client_roots`] read from `client_ca`: read once, so that the verifier
+/// and whoever names a client's issuer agree on the file's contents),
+/// validity, clientAuth usage (when the leaf has an EKU extension), CRLs
+/// for every certificate below the anchor when `crl` is set.
+pub fn client_verifier(
+    tls: &Tls,
+    client_roots: &[CertificateDer<'static>],
+) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
     let provider = Arc::new(default_provider());
     let mut roots = RootCertStore::empty();
-    for (i, c) in client_roots(tls)?.into_iter().enumerate() {
-        roots.add(c).map_err(|e| {
+    for (i, c) in client_roots.iter().enumerate() {
+        roots.add(c.clone()).map_err(|e| {
             ConfigError(format!(
                 "tls.client_ca: {}: certificate #{} is not a usable CA: {e}",
                 tls.client_ca.display(),
@@ -104,7 +109,7 @@ pub fn client_verifier(tls: &Tls) -> Result<Arc<dyn ClientCertVerifier>, ConfigE
 /// and verified against `client_ca` (and CRLs), TLS 1.2+, ALPN h2 and
 /// http/1.1, no session resumption (every connection is fully verified).
 pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
-    server_config_with(tls, client_verifier(tls)?)
+    server_config_with(tls, client_verifier(tls, &client_roots(tls)?)?)
 }
 
 /// [`server_config`] with a client verifier already built from `tls`.
