@@ -1,8 +1,9 @@
 //! The ops listener (SPEC §6): plain HTTP, no authentication — bind it to
 //! loopback or a management network. `/healthz` answers while the process
-//! serves; `/readyz` fails (503) when the store refuses writes after a
-//! failed commit, or while keygate stops; `/metrics` is Prometheus text.
-//! No label holds a key or a certificate field.
+//! serves; `/readyz` fails (503) when the store refuses writes (after a
+//! failed commit, or its committer thread stopped), or while keygate
+//! stops; `/metrics` is Prometheus text. No label holds a key or a
+//! certificate field.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -97,9 +98,11 @@ fn readiness(ops: &Ops) -> Result<(), String> {
         return Err("shutting down".into());
     }
     if let Some(cause) = ops.app.store.failure() {
-        return Err(format!(
-            "the store refuses writes after a failed commit: {cause}"
-        ));
+        return Err(if cause == crate::store::COMMITTER_GONE {
+            format!("the store refuses writes: {cause}")
+        } else {
+            format!("the store refuses writes after a failed commit: {cause}")
+        });
     }
     Ok(())
 }
@@ -123,7 +126,7 @@ fn metrics(ops: &Ops) -> String {
     metric(
         "keygate_store_failed",
         "gauge",
-        "1 when the store refuses writes after a failed commit.",
+        "1 when the store refuses writes (after a failed commit, or its committer stopped).",
         &[(
             String::new(),
             f64::from(u8::from(store.failure().is_some())),

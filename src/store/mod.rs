@@ -524,7 +524,8 @@ fn refuse(replies: impl Iterator<Item = oneshot::Sender<WriteResult>>, cause: &s
 }
 
 /// Why writes are refused after the committer thread died.
-const COMMITTER_GONE: &str =
+/// Why writes are refused after the committer thread stopped (panicked).
+pub const COMMITTER_GONE: &str =
     "the store's committer thread stopped (it panicked: see the log); writes are refused until a restart";
 
 impl Shared {
