@@ -129,10 +129,8 @@ where
                     let Some(resp) = stop.answer(&limits) else {
                         break;
                     };
-                    let w = boxed(write_response(&mut io, resp, Version::HTTP_11, false, true));
-                    if w.await {
-                        boxed(linger(&mut io)).await;
-                    }
+                    app.metrics.record_unread(resp.status());
+                    boxed(answer_stop(&mut io, resp, &mut deadline)).await;
                     break;
                 }
             };
@@ -224,6 +222,19 @@ where
     ));
     if deadline.bound(w).await.unwrap_or(false) {
         boxed(linger(&mut io)).await;
+    }
+}
+
+/// Writes the answer to a request that stops the connection (400, 431,
+/// 413), bounded like every answer: a client that does not read it holds
+/// no connection past the request's deadline. Then lingers.
+async fn answer_stop<S>(io: &mut S, resp: Response<ApiBody>, deadline: &mut Deadline)
+where
+    S: AsyncBufRead + AsyncWrite + Unpin,
+{
+    let w = write_response(io, resp, Version::HTTP_11, false, true);
+    if deadline.bound(w).await.unwrap_or(false) {
+        linger(io).await;
     }
 }
 
@@ -440,12 +451,22 @@ struct Head {
 /// Parses a complete head from `buf`; `Ok(None)` when more bytes are
 /// needed. Returns the head and its length.
 fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, Stop> {
+    #[cfg(test)]
+    tests::PARSES.with(|n| n.set(n.get() + 1));
     // Left uninitialized: httparse writes the ones it fills (zeroing 4 KiB
-    // of slots was a visible share of every request).
+    // of slots was a visible share of every request). On the stack up to
+    // the usual limits; a larger `max_header_count` takes them from the heap.
     let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
-    let count = limits.max_header_count.min(slots.len());
+    let mut more = Vec::new();
+    let slots = match slots.get_mut(..limits.max_header_count) {
+        Some(s) => s,
+        None => {
+            more.resize_with(limits.max_header_count, std::mem::MaybeUninit::uninit);
+            &mut more[..]
+        }
+    };
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, &mut slots[..count]) {
+    let len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head() {
@@ -555,10 +576,19 @@ where
                 break head;
             }
         }
-        let buf = fill(io).await?;
-        let n = buf.len();
-        carry.extend_from_slice(buf);
-        Pin::new(&mut *io).consume(n);
+        // More of the head: parsed again only once a line has ended (or it
+        // outgrew its limit), so a head trickled in a byte per record costs
+        // a parse per line, not per byte.
+        loop {
+            let buf = fill(io).await?;
+            let n = buf.len();
+            let line_ended = buf.contains(&b'\n');
+            carry.extend_from_slice(buf);
+            Pin::new(&mut *io).consume(n);
+            if line_ended || carry.len() > limits.max_head() {
+                break;
+            }
+        }
     };
     let framing = framing(&head)?;
     let body = match framing {
@@ -705,7 +735,11 @@ where
                 }
             }
         }
-        if body.len() + size > limits.max_body_bytes {
+        if body
+            .len()
+            .checked_add(size)
+            .is_none_or(|n| n > limits.max_body_bytes)
+        {
             return Err(Stop::BodyTooLarge);
         }
         r.exact(&mut body, size).await?;

@@ -97,6 +97,16 @@ impl RequestMetrics {
         self.latency_ns[m].fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// Counts a request refused before its head and body were read whole
+    /// (bad framing, a head or body over the limits): its method is
+    /// counted as "other", no decision, no latency.
+    pub fn record_unread(&self, status: StatusCode) {
+        let m = METHODS.len() - 1;
+        let d = Decided::None as usize;
+        self.counts[count_index(m, d, status_index(status))].fetch_add(1, Ordering::Relaxed);
+        self.latency[m][0].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Writes the counters as Prometheus text: the request counter's
     /// non-zero series, and the histogram of every method seen.
     pub fn write(&self, out: &mut String) {

@@ -891,8 +891,9 @@ async fn chunked_request_bodies_are_read_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_or_bad_framing_is_refused_and_writes_nothing() {
-    let mut s = Server::start("").await;
-    for (what, request) in [
+    let ops = common::free_port();
+    let mut s = Server::start(&format!("ops_listen = \"127.0.0.1:{ops}\"")).await;
+    let requests = [
         (
             "Content-Length and Transfer-Encoding",
             "PUT /v2/keys/smuggled HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nvalue=x\r\n0\r\n\r\n",
@@ -919,11 +920,16 @@ async fn ambiguous_or_bad_framing_is_refused_and_writes_nothing() {
         ),
         ("not HTTP", "HELLO\r\n\r\n"),
         ("a space in a header name", "GET /v2/keys/sentinel HTTP/1.1\r\nBad Header: x\r\n\r\n"),
-    ] {
+    ];
+    for (what, request) in requests {
         let raw = raw_exchange(&s, request.as_bytes()).await;
         let (status, headers, body) = parse_raw(&raw);
         assert_eq!(status, 400, "{what}: {raw:?}");
-        assert_eq!(header(&headers, "connection"), Some("close"), "{what}: {raw:?}");
+        assert_eq!(
+            header(&headers, "connection"),
+            Some("close"),
+            "{what}: {raw:?}"
+        );
         assert_eq!(body.trim_end(), "400 Bad Request", "{what}: {raw:?}");
     }
     let mut c = s.client().await;
@@ -933,6 +939,16 @@ async fn ambiguous_or_bad_framing_is_refused_and_writes_nothing() {
         r.header("x-etcd-index"),
         Some("1"),
         "nothing was written: {r:?}"
+    );
+    // Each refusal is counted (its method unread: "other").
+    let (_, m) = common::ops_request(ops, "GET", "/metrics");
+    assert_eq!(
+        common::metric(
+            &m,
+            "keygate_requests_total{method=\"other\",decision=\"none\",status=\"400\"}"
+        ),
+        requests.len() as f64,
+        "{m}"
     );
     s.assert_alive().await;
 }

@@ -10,8 +10,22 @@ fn limits() -> Limits {
     }
 }
 
+thread_local! {
+    /// How many times `parse_head` ran on this thread.
+    pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Reads one request from `input` (as decrypted bytes would arrive).
 fn read(input: &[u8]) -> Result<(Request<Bytes>, Vec<u8>), u16> {
+    read_with(input, 7, &limits())
+}
+
+/// [`read`], the reader handing out `piece` bytes at a time, under `limits`.
+fn read_with(
+    input: &[u8],
+    piece: usize,
+    limits: &Limits,
+) -> Result<(Request<Bytes>, Vec<u8>), u16> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -20,15 +34,15 @@ fn read(input: &[u8]) -> Result<(Request<Bytes>, Vec<u8>), u16> {
         let (mut client, server) = tokio::io::duplex(1 << 20);
         client.write_all(input).await.unwrap();
         drop(client);
-        let mut io = tokio::io::BufReader::with_capacity(7, server);
+        let mut io = tokio::io::BufReader::with_capacity(piece, server);
         let mut carry = Vec::new();
-        match read_request(&mut io, &mut carry, &limits()).await {
+        match read_request(&mut io, &mut carry, limits).await {
             Ok(req) => {
                 let mut rest = carry;
                 io.read_to_end(&mut rest).await.unwrap();
                 Ok((req, rest))
             }
-            Err(stop) => Err(stop.answer(&limits()).map_or(0, |r| r.status().as_u16())),
+            Err(stop) => Err(stop.answer(limits).map_or(0, |r| r.status().as_u16())),
         }
     })
 }
@@ -101,6 +115,86 @@ fn head_limits() {
     assert_eq!(read(input.as_bytes()).map(|_| ()).unwrap_err(), 431);
     let long = format!("GET / HTTP/1.1\r\nA: {}", "x".repeat(90_000));
     assert_eq!(read(long.as_bytes()).map(|_| ()).unwrap_err(), 431);
+}
+
+#[test]
+fn a_head_trickled_a_byte_at_a_time_is_parsed_once_per_line() {
+    // Parsing the whole head again at every byte would cost its length
+    // squared: 20,000 parses of up to 20 KB here.
+    let input = format!(
+        "GET /v2/keys/a HTTP/1.1\r\nA: {}\r\n\r\n",
+        "x".repeat(20_000)
+    );
+    PARSES.with(|n| n.set(0));
+    let (req, _) = read_with(input.as_bytes(), 1, &limits()).unwrap();
+    assert_eq!(req.headers()["a"].len(), 20_000);
+    let parses = PARSES.with(|n| n.get());
+    assert!(parses <= 8, "{parses} parses of a three-line head");
+    // A head that never ends is refused once it outgrows the limit.
+    let endless = format!("GET / HTTP/1.1\r\nA: {}", "x".repeat(90_000));
+    PARSES.with(|n| n.set(0));
+    assert_eq!(
+        read_with(endless.as_bytes(), 1, &limits())
+            .map(|_| ())
+            .unwrap_err(),
+        431
+    );
+    let parses = PARSES.with(|n| n.get());
+    assert!(parses <= 8, "{parses} parses of an endless head");
+}
+
+#[test]
+fn more_headers_than_the_stack_holds_when_the_limit_allows_them() {
+    let limits = Limits {
+        max_header_count: 200,
+        max_header_bytes: 1 << 20,
+        ..limits()
+    };
+    let head = |n: usize| {
+        let many: String = (0..n).map(|i| format!("H{i}: v\r\n")).collect();
+        format!("GET / HTTP/1.1\r\n{many}\r\n")
+    };
+    let (req, _) = read_with(head(200).as_bytes(), 4096, &limits).unwrap();
+    assert_eq!(req.headers().len(), 200);
+    assert_eq!(req.headers()["h199"], "v");
+    assert_eq!(
+        read_with(head(201).as_bytes(), 4096, &limits)
+            .map(|_| ())
+            .unwrap_err(),
+        431
+    );
+}
+
+#[test]
+fn an_error_answer_the_client_does_not_read_ends_at_the_deadline() {
+    // The client sends a bad request and never reads: the 400 cannot be
+    // written (16 bytes of room), and the connection must still end at the
+    // request's deadline. Time is paused: it advances when all waits.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, server) = tokio::io::duplex(16);
+        let mut io = tokio::io::BufReader::new(server);
+        let mut deadline = Deadline::new(&limits());
+        deadline.set(Instant::now() + limits().request_timeout);
+        let resp = Stop::BadRequest.answer(&limits()).unwrap();
+        let started = Instant::now();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(600),
+            answer_stop(&mut io, resp, &mut deadline),
+        )
+        .await;
+        assert!(ended.is_ok(), "the unread answer held the connection");
+        let took = started.elapsed();
+        assert!(
+            took >= limits().request_timeout && took < limits().request_timeout * 2,
+            "ended after {took:?}"
+        );
+        drop(client);
+    });
 }
 
 #[test]
