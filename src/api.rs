@@ -284,12 +284,13 @@ pub fn body_too_large(max_body_bytes: usize) -> Response<ApiBody> {
 }
 
 /// 503 etcd-style, when a per-identity limit refuses a connection or a
-/// watch (SPEC §6): `what` names what the client holds too many of.
-pub fn over_limit(app: &App, what: &str, field: &str, max: usize) -> Response<ApiBody> {
+/// watch (SPEC §6): `what` names what the client holds too many of, at
+/// `index`.
+pub fn over_limit(app: &App, what: &str, field: &str, max: usize, index: u64) -> Response<ApiBody> {
     let mut r = etcd_error(&EtcdError::new(
         code::RAFT_INTERNAL,
         format!("too many {what} for this client certificate (server.{field} = {max})"),
-        app.store.snapshot().index,
+        index,
     ));
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     cluster_header(app, &mut r);
@@ -621,7 +622,9 @@ fn serve_read(app: &App, client: &Client, req: &Permitted<KeysRequest>) -> Respo
             let keep = still_allowed(&client.auth, r, filtered);
             let Some(slot) = app.quotas.watch(&client.usage) else {
                 let max = app.quotas.max_watches;
-                return over_limit(app, "watches", "max_watches_per_identity", max);
+                // The watch was allowed: the client may know the index.
+                let index = app.store.snapshot().index;
+                return over_limit(app, "watches", "max_watches_per_identity", max, index);
             };
             // A reload either comes after the watch is registered (and
             // decides it again) or before this check.

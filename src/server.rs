@@ -272,7 +272,9 @@ struct Serving {
 /// The answer to a connection over `max_connections_per_identity`.
 fn connections_over_limit(app: &App) -> hyper::Response<crate::body::ApiBody> {
     let max = app.quotas.max_connections;
-    api::over_limit(app, "connections", "max_connections_per_identity", max)
+    // At index 0, as a 403: the refusal comes before any decision, and a
+    // client without grants must not learn the store's index from it.
+    api::over_limit(app, "connections", "max_connections_per_identity", max, 0)
 }
 
 /// An HTTP/2 connection over `max_connections_per_identity`: its streams

@@ -62,6 +62,14 @@ async fn connections_over_the_per_identity_limit_are_answered_503_and_closed() {
     let mut a2 = Client::h2(&addr, &pki.ca, &a).await;
     assert_eq!(a1.req("GET", "/v2/keys/", None).await.status, 200);
     assert_eq!(a2.req("GET", "/v2/keys/", None).await.status, 200);
+    // The store's index is 1 now: a refused connection is not told it
+    // (index 0, as a 403: it comes before any decision).
+    assert_eq!(
+        a1.req("PUT", "/v2/keys/first", Some("value=1"))
+            .await
+            .status,
+        201
+    );
 
     // The third is answered 503 and closed.
     let mut a3 = Client::h1(&addr, &pki.ca, &a).await;
