@@ -180,25 +180,39 @@ fn apply(app: &App) -> Result<(), String> {
         let _no_new_clients = app.reloading.write().unwrap_or_else(|p| p.into_inner());
         app.live.store(live.clone());
         app.store.set_watched(watched);
-        for client in app.clients.live() {
-            if live.trusts(&client.chain) {
+        // Each client's new grants (none: its chain is no longer trusted),
+        // decided first: verifying chains again takes time.
+        let decided: Vec<_> = app
+            .clients
+            .live()
+            .into_iter()
+            .map(|client| {
                 // Its issuer is named among the new CAs.
-                let identity = live.identity(&client.chain);
-                client
-                    .auth
-                    .grants
-                    .store(live.policy.shared_grants(&identity));
-            } else {
-                tracing::info!(
-                    client = client.identity.label(),
-                    "reload: the client's certificate chain is no longer trusted: its connections are closed"
-                );
-                client.revoke();
+                let grants = live
+                    .trusts(&client.chain)
+                    .then(|| live.policy.shared_grants(&live.identity(&client.chain)));
+                (client, grants)
+            })
+            .collect();
+        // Then the grants change and the watches are decided again with
+        // them in one step, between two commits' events: an unfiltered
+        // watch (its client read everything) never sees an event after
+        // its client's grants narrowed. A watch being set up now waits,
+        // then is decided under the new grants.
+        app.store.redecide_watches_after(|| {
+            for (client, grants) in decided {
+                match grants {
+                    Some(grants) => client.auth.grants.store(grants),
+                    None => {
+                        tracing::info!(
+                            client = client.identity.label(),
+                            "reload: the client's certificate chain is no longer trusted: its connections are closed"
+                        );
+                        client.revoke();
+                    }
+                }
             }
-        }
-        // Watches are decided again with the clients' new grants; a watch
-        // being set up now waits, then is decided under the new ones.
-        app.store.redecide_watches()
+        })
     };
     for field in &restart {
         tracing::warn!(

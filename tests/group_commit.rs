@@ -210,3 +210,49 @@ async fn no_answer_comes_from_a_batch_that_did_not_commit() {
     assert_eq!(store.get("/c", false).unwrap_err().code, 100);
     store.shutdown(Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_reaches_a_watch_while_a_reload_changes_grants() {
+    // An unfiltered watch (its client read everything) is decided again
+    // after the grants change; a commit's events that came in between
+    // would reach it unfiltered. They wait for the whole change.
+    let (store, _, _) = start(0, u64::MAX);
+    let allowed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep: keygate::store::Keep = {
+        let allowed = allowed.clone();
+        Arc::new(move || allowed.load(Ordering::SeqCst))
+    };
+    let (started, _) = store.watch("/", true, true, 0, None, keep).unwrap();
+    let keygate::store::Started::Stream(mut events, _guard) = started else {
+        panic!("a stream watch without history is registered");
+    };
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended = store.redecide_watches_after(|| {
+        allowed.store(false, Ordering::SeqCst);
+        let (store, done) = (store.clone(), answered.clone());
+        tokio::spawn(async move {
+            store.write(put("/secret")).await.unwrap();
+            done.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !answered.load(Ordering::SeqCst),
+            "a write was committed and answered while the grants changed"
+        );
+    });
+    assert_eq!(ended, 1);
+    // The watch ended without the event.
+    let next = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("the ended watch's stream closes");
+    assert!(next.is_none(), "the watch got {:?}", next.map(|e| e.json()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !answered.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.shutdown(Duration::from_secs(5));
+}

@@ -494,9 +494,13 @@ impl Store {
         })
     }
 
-    /// Decides every watch again (after a reload); returns how many ended.
-    pub fn redecide_watches(&self) -> usize {
-        watch::lock(&self.shared.hub).redecide()
+    /// Runs `change` (the clients' grants changing, at a reload), then
+    /// decides every watch again, with no commit's events published in
+    /// between. Returns how many watches ended.
+    pub fn redecide_watches_after(&self, change: impl FnOnce()) -> usize {
+        let mut hub = watch::lock(&self.shared.hub);
+        change();
+        hub.redecide()
     }
 
     /// Replaces the watched paths (the policy's read prefixes) whose
@@ -523,7 +527,6 @@ fn refuse(replies: impl Iterator<Item = oneshot::Sender<WriteResult>>, cause: &s
     }
 }
 
-/// Why writes are refused after the committer thread died.
 /// Why writes are refused after the committer thread stopped (panicked).
 pub const COMMITTER_GONE: &str =
     "the store's committer thread stopped (it panicked: see the log); writes are refused until a restart";
