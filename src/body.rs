@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::api::Authority;
 use crate::quota::Held;
-use crate::store::event::{encode_bare, Event};
+use crate::store::event::{encode_bare, Action, Event};
 use crate::store::once::{OnceReceiver, Outcome};
 use crate::store::WatchGuard;
 
@@ -140,11 +140,18 @@ pub enum Parked {
     Ended,
 }
 
-/// `e` as a client with `view` may see it (its key and nothing else when
-/// the client may not read the key).
+/// `e` as a client with `view` may see it. The watch let through only
+/// events the client could see when each was published: whole, or — the
+/// removal of a directory above its view — the directory's key alone.
+/// Decided by the event's kind, since a reload may have changed the grants
+/// since: an event published before it is not turned into a bare
+/// directory it never was.
 fn render(view: Option<&Authority>, e: &Event) -> Bytes {
+    let dir_removal = e.node.dir && matches!(e.action, Action::Delete | Action::Expire);
     match view {
-        Some(a) if !a.grants.load().can_read(&e.node.key) => Bytes::from(encode_bare(e)),
+        Some(a) if dir_removal && !a.grants.load().can_read(&e.node.key) => {
+            Bytes::from(encode_bare(e))
+        }
         _ => e.json(),
     }
 }
@@ -260,5 +267,59 @@ impl Body for ApiBody {
             ApiBody::Full(None) => SizeHint::with_exact(0),
             ApiBody::Watch(_) => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::event::NodeRepr;
+
+    /// The authority of a client that reads `read` only.
+    fn reading(read: &str) -> Authority {
+        let text = format!(
+            "[tls]\ncert='c'\nkey='k'\nclient_ca='ca'\n[backend]\ndata_dir='d'\n\
+             [roles.r]\nread=['{read}']\n[[bind]]\nany=true\nroles=['r']\n"
+        );
+        let config = crate::config::Config::parse(std::path::Path::new("/k.toml"), &text).unwrap();
+        let grants = crate::policy::Policy::new(&config).grants(&Default::default());
+        Authority {
+            grants: arc_swap::ArcSwap::from_pointee(grants),
+            revoked: Default::default(),
+        }
+    }
+
+    fn event(action: Action, key: &str, dir: bool) -> Event {
+        let node = NodeRepr {
+            key: key.into(),
+            value: (!dir).then(|| Arc::from("s")),
+            dir,
+            expiration: None,
+            ttl: 0,
+            modified: 2,
+            created: 1,
+        };
+        Event::new(action, node, None)
+    }
+
+    #[test]
+    fn a_watch_renders_an_event_by_its_kind() {
+        let a = reading("/team-a/x");
+        // In the view: whole.
+        let e = event(Action::Set, "/team-a/x/k", false);
+        assert_eq!(render(Some(&a), &e), e.json());
+        // A directory removed above the view: its key alone.
+        let e = event(Action::Delete, "/team-a", true);
+        assert_eq!(
+            render(Some(&a), &e),
+            &b"{\"action\":\"delete\",\"node\":{\"key\":\"/team-a\",\"dir\":true},\"prevNode\":{\"key\":\"/team-a\",\"dir\":true}}\n"[..]
+        );
+        // A set the watch let through before a reload took the key out of
+        // the view: as it was, never shaped as a directory it was not.
+        let e = event(Action::Set, "/team-b/k", false);
+        assert_eq!(render(Some(&a), &e), e.json());
+        // Unfiltered: whole.
+        let e = event(Action::Delete, "/team-a", true);
+        assert_eq!(render(None, &e), e.json());
     }
 }
