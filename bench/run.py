@@ -464,7 +464,8 @@ def scenario_million(a):
         t0 = time.monotonic()
         r = load(s, 64, 3600, "PUT", "/v2/keys/bench/{rand}", VALUE, n=n)
         load_secs = time.monotonic() - t0
-        status, body = request(s.port, "GET", "/v2/keys/bench")
+        # The listing of a million children: etcd may take seconds.
+        status, body = request(s.port, "GET", "/v2/keys/bench", timeout=120)
         assert status == 200
         # As after a restart: memory a moment after the last answer, not
         # the buffers of the listing just sent.
