@@ -157,6 +157,43 @@ async fn round_trip_keeps_everything() {
     );
 }
 
+#[tokio::test]
+async fn a_store_in_use_is_not_opened_by_export_or_import() {
+    // A running keygate writes its journal: another process reading it
+    // would take a record being written for a torn tail and cut it off.
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("admin");
+    let mut kg = Keygate::start(pki.clone(), "");
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    assert_eq!(
+        c.req("PUT", "/v2/keys/a", Some("value=1")).await.status,
+        201
+    );
+    let config = kg.config.to_str().unwrap().to_string();
+    let dump = kg.dir.path().join("dump.json");
+    std::fs::write(&dump, sample_dump().to_string()).unwrap();
+    let import = ["import", "--config", &config, dump.to_str().unwrap()];
+    for args in [&["export", "--config", &config][..], &import[..]] {
+        let out = keygate(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("in use by another keygate"), "{args:?}: {err}");
+    }
+    let r = c.req("PUT", "/v2/keys/a", Some("value=2")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The lock goes with the process, however it ends.
+    kg.kill();
+    let out = keygate(&["export", "--config", &config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node"]["nodes"][0]["value"], "2", "{v}");
+}
+
 /// A config in `dir` for the store commands: the test PKI, `data_dir` = `dir/data`.
 fn store_config(pki: &Pki, dir: &std::path::Path) -> std::path::PathBuf {
     let config = dir.join("keygate.toml");

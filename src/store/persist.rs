@@ -61,6 +61,9 @@ pub const FILE: &str = "keygate.log";
 /// The snapshot's file name inside `data_dir`.
 pub const SNAP_FILE: &str = "keygate.snap";
 const SNAP_TMP: &str = "keygate.snap.tmp";
+/// Locked (exclusively) by whoever has the store open: `serve`, `export`
+/// and `import` never share a data directory.
+pub const LOCK_FILE: &str = "keygate.lock";
 const LOG_TMP: &str = "keygate.log.tmp";
 /// Default for `backend.compact_bytes`.
 pub const DEFAULT_COMPACT_BYTES: u64 = 64 << 20;
@@ -150,6 +153,8 @@ pub struct LogJournal {
     pending: Option<PendingSnapshot>,
     /// Why the journal can no longer promise durability.
     broken: Option<String>,
+    /// The data directory's lock, held while the journal is open.
+    _lock: File,
 }
 
 struct PendingSnapshot {
@@ -504,6 +509,7 @@ fn damaged(path: &Path, offset: usize, what: &str) -> String {
 /// Opens (or creates) the journal in `data_dir` and replays it over the
 /// snapshot, if there is one. `compact_bytes`: see [`LogJournal`].
 pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJournal), String> {
+    let lock = lock_dir(data_dir)?;
     let path: PathBuf = data_dir.join(FILE);
     let snap_path = data_dir.join(SNAP_FILE);
     let snap_bytes = read_all(&snap_path)?;
@@ -671,8 +677,35 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             compact_bytes,
             pending: None,
             broken: None,
+            _lock: lock,
         },
     ))
+}
+
+/// Takes the data directory's lock, or says who holds it. Another process
+/// that opened the store (a running `serve`, an `export` or `import`)
+/// would otherwise read records being written as a torn tail, and cut
+/// them off. Released when the file closes, and by the system when the
+/// process dies.
+fn lock_dir(data_dir: &Path) -> Result<File, String> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: cannot open: {e} (backend.data_dir)", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: the store is in use by another keygate (serve, export or import): stop it first (backend.data_dir)",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!(
+            "{}: cannot lock: {e} (backend.data_dir)",
+            path.display()
+        )),
+    }
 }
 
 /// Opens the journal for commits: synchronous writes, and direct I/O
@@ -747,18 +780,26 @@ impl LogJournal {
         }
         let step = (self.allocated + PREALLOC_BYTES).max(end);
         let zeros = [0u8; 64 << 10];
-        let fill = |to: u64| -> std::io::Result<u64> {
+        // Err((error, whether it was the sync that failed)).
+        let fill = |to: u64| -> Result<u64, (std::io::Error, bool)> {
             let mut at = self.allocated;
             while at < to {
                 let n = (to - at).min(zeros.len() as u64) as usize;
-                self.file.write_all_at(&zeros[..n], at)?;
+                self.file
+                    .write_all_at(&zeros[..n], at)
+                    .map_err(|e| (e, false))?;
                 at += n as u64;
             }
-            self.file.sync_data().map(|()| to)
+            self.file.sync_data().map(|()| to).map_err(|e| (e, true))
         };
-        let res = fill(step).or_else(|_| {
+        // A step the disk has no room for: only what is needed. A failed
+        // sync is not tried again (SPEC §5: never retry a failed fsync).
+        let res = fill(step).or_else(|(e, sync_failed)| {
+            if sync_failed {
+                return Err(e);
+            }
             let _ = self.file.set_len(self.allocated);
-            fill(end)
+            fill(end).map_err(|(e, _)| e)
         });
         match res {
             Ok(to) => {
