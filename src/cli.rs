@@ -529,6 +529,19 @@ fn import(path: &Path, file: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes `bytes` to a new file at `path` that a power loss cannot leave
+/// empty or half written: a temporary file, synced, renamed, and the
+/// directory synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
 /// Reads the cluster id from `data_dir`, making one at first start.
 fn cluster_id(data_dir: &Path) -> Result<String, String> {
     let path = data_dir.join("cluster-id");
@@ -549,7 +562,7 @@ fn cluster_id(data_dir: &Path) -> Result<String, String> {
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
                 .map_err(|_| "no system randomness for the cluster id".to_string())?;
             let id = crate::identity::hex(&b);
-            std::fs::write(&path, format!("{id}\n")).map_err(|e| {
+            write_durably(&path, format!("{id}\n").as_bytes()).map_err(|e| {
                 format!(
                     "{}: cannot write: {} (backend.data_dir)",
                     path.display(),
