@@ -102,6 +102,22 @@ pub enum WriteOp {
     },
 }
 
+impl WriteOp {
+    /// At most what the write adds to its batch's journal record: its key
+    /// and value, each character escaped at worst as `\u00XX`, and the
+    /// record's fields around them.
+    fn record_bytes(&self) -> usize {
+        let (key, value) = match self {
+            WriteOp::Put { key, value, .. } | WriteOp::Post { key, value, .. } => {
+                (key.len(), value.len())
+            }
+            WriteOp::Delete { key, .. } => (key.len(), 0),
+        };
+        // A POST's key gains its 20-digit name.
+        6 * (key + 21 + value) + 256
+    }
+}
+
 /// The answer to a committed write: the event and the store index after it.
 pub type WriteResult = Result<(Arc<Event>, u64), EtcdError>;
 
@@ -613,6 +629,43 @@ struct Committer {
 }
 
 const MAX_BATCH: usize = 4096;
+/// A batch stops growing once its journal record may hold this much: a
+/// record's length is 32 bits, and many large values queued during one
+/// commit would otherwise outgrow it (and fail the commit, and with it
+/// every later write).
+const MAX_BATCH_RECORD_BYTES: usize = if cfg!(test) { 1 << 20 } else { 512 << 20 };
+
+/// The writes queued now, from `first` on, up to a batch's limits; and
+/// the stop, if one came.
+type Gathered = (
+    Vec<(WriteOp, oneshot::Sender<WriteResult>)>,
+    Option<std::sync::mpsc::Sender<()>>,
+);
+
+fn gather(
+    first: Command,
+    rx: &mpsc::Receiver<Command>,
+    watched: &mut BTreeSet<String>,
+) -> Gathered {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(cmd) = next {
+        match cmd {
+            Command::Write(op, reply) => {
+                bytes += op.record_bytes();
+                batch.push((op, reply));
+            }
+            Command::SetWatched(w) => *watched = w.into_iter().collect(),
+            Command::Shutdown(done) => return (batch, Some(done)),
+        }
+        if batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_RECORD_BYTES {
+            break;
+        }
+        next = rx.try_recv().ok();
+    }
+    (batch, None)
+}
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
@@ -639,23 +692,7 @@ impl Writer {
                     Err(_) => return,
                 },
             };
-            let mut batch = Vec::new();
-            let mut stop = None;
-            let mut next = Some(first);
-            while let Some(cmd) = next {
-                match cmd {
-                    Command::Write(op, reply) => batch.push((op, reply)),
-                    Command::SetWatched(watched) => self.watched = watched.into_iter().collect(),
-                    Command::Shutdown(done) => {
-                        stop = Some(done);
-                        break;
-                    }
-                }
-                if batch.len() >= MAX_BATCH {
-                    break;
-                }
-                next = rx.try_recv().ok();
-            }
+            let (batch, stop) = gather(first, &rx, &mut self.watched);
             self.commit_batch(batch);
             if let Some(done) = stop {
                 // The committer closes the journal after what is queued.
@@ -1335,4 +1372,51 @@ fn remove_node(root: &mut Arc<Node>, key: &str) {
     let (parent, name) = split_parent(key);
     let children = make_dirs(root, parent, 0);
     children.remove(name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(value: &str) -> WriteOp {
+        WriteOp::Put {
+            key: "/k".into(),
+            value: value.into(),
+            dir: false,
+            expire: None,
+            refresh: false,
+            prev_exist: None,
+            prev_value: String::new(),
+            prev_index: 0,
+        }
+    }
+
+    #[test]
+    fn a_batch_stops_growing_before_its_record_could_outgrow_the_limit() {
+        // In tests a batch's record may hold 1 MiB: two writes of 100 KB
+        // values (600 KB each at worst, escaped) fill it.
+        let (tx, rx) = mpsc::channel();
+        let mut replies = Vec::new();
+        for _ in 0..6 {
+            let (reply, answer) = oneshot::channel();
+            replies.push(answer);
+            tx.send(Command::Write(put(&"<".repeat(100_000)), reply))
+                .unwrap();
+        }
+        let mut watched = BTreeSet::new();
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let first = rx.try_recv().ok()?;
+            Some(gather(first, &rx, &mut watched).0.len())
+        })
+        .collect();
+        assert_eq!(sizes, [2, 2, 2]);
+        // Small writes share one batch.
+        for _ in 0..100 {
+            let (reply, answer) = oneshot::channel();
+            replies.push(answer);
+            tx.send(Command::Write(put("v"), reply)).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(gather(first, &rx, &mut watched).0.len(), 100);
+    }
 }
