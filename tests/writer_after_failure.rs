@@ -133,3 +133,51 @@ async fn a_committer_that_panics_refuses_writes_and_keeps_serving_reads() {
     assert!(String::from_utf8(body).unwrap().contains("\"value\":\"v\""));
     assert_eq!(store.get("/b", false).unwrap_err().code, 100);
 }
+
+/// Commits every batch, but knows after the first that later commits
+/// cannot be made durable (as after a failed directory sync).
+struct BrokenAfterFirst(u32);
+
+impl Journal for BrokenAfterFirst {
+    fn commit(&mut self, _m: &[Mutation], _index: u64) -> std::io::Result<()> {
+        self.0 += 1;
+        assert_eq!(self.0, 1, "a commit after the journal said it is broken");
+        Ok(())
+    }
+
+    fn broken(&self) -> Option<String> {
+        (self.0 > 0).then(|| "cannot sync the data directory".to_string())
+    }
+}
+
+#[tokio::test]
+async fn a_journal_that_knows_it_is_broken_fails_the_store_at_once() {
+    let store = Store::start(
+        Arc::new(Node::dir(0, None)),
+        0,
+        Box::new(BrokenAfterFirst(0)),
+        Vec::new(),
+    );
+    let (_, index) = store.write(put("/a", None)).await.unwrap();
+    assert_eq!(index, 1);
+    // Readiness fails before any other write tries the journal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.failure().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store did not fail"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        store.failure().as_deref(),
+        Some("cannot sync the data directory")
+    );
+    let e = store.write(put("/b", None)).await.unwrap_err();
+    assert_eq!(
+        (e.code, e.cause.as_deref(), e.index),
+        (300, Some("cannot sync the data directory"), 1)
+    );
+    assert_eq!(store.get("/a", false).unwrap().1, 1);
+    store.shutdown(Duration::from_secs(5));
+}

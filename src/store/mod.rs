@@ -206,6 +206,13 @@ pub trait Journal: Send {
 
     /// Called once when the store stops.
     fn close(&mut self, _root: &Arc<Node>, _index: u64) {}
+
+    /// Why the journal can no longer make commits durable, once it knows
+    /// before a commit fails (asked after each commit): the store then
+    /// refuses writes, and readiness fails, at once.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Keeps nothing: the store lives in memory only.
@@ -1292,6 +1299,11 @@ impl Committer {
         }
         if !batch.mutations.is_empty() {
             self.journal.committed(&self.root, self.index);
+            if let Some(cause) = self.journal.broken() {
+                tracing::error!(error = %cause, "the journal cannot make commits durable: refusing writes from now on");
+                self.shared.fail(&cause);
+                self.failed = Some(cause);
+            }
         }
     }
 }

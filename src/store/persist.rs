@@ -952,6 +952,10 @@ impl LogJournal {
 }
 
 impl Journal for LogJournal {
+    fn broken(&self) -> Option<String> {
+        self.broken.clone()
+    }
+
     fn commit(&mut self, mutations: &[Mutation], index: u64) -> std::io::Result<()> {
         if let Some(why) = &self.broken {
             return Err(std::io::Error::other(why.clone()));
