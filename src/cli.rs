@@ -441,14 +441,30 @@ fn uses_dev_ca(config: &Config) -> Result<bool, String> {
     }))
 }
 
+/// Creates `data_dir` (and what is missing above it) durably: each new
+/// directory's entry is synced in its parent, so that a power loss soon
+/// after the first start cannot take the directory, and the writes
+/// acknowledged in it, away.
 fn create_data_dir(data_dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
+    let missing: Vec<&Path> = data_dir.ancestors().take_while(|d| !d.exists()).collect();
+    let fail = |what: &str, e: std::io::Error| {
         format!(
-            "{}: cannot create: {} (backend.data_dir)",
+            "{}: cannot {what}: {} (backend.data_dir)",
             data_dir.display(),
             io_reason(&e)
         )
-    })
+    };
+    std::fs::create_dir_all(data_dir).map_err(|e| fail("create", e))?;
+    for dir in missing {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)
+            .and_then(|p| p.sync_all())
+            .map_err(|e| fail("sync its parent directory", e))?;
+    }
+    Ok(())
 }
 
 fn embedded_dir(path: &Path, config: &Config) -> Result<(PathBuf, u64), String> {
