@@ -194,12 +194,7 @@ fn render(out: &mut Vec<u8>, format: Format, timestamp: &str, fields: &[(&str, V
                 }
                 out.extend_from_slice(name.as_bytes());
                 out.push(b'=');
-                match *value {
-                    Value::Str(s) => debug_str(out, s),
-                    Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-                    Value::Int(n) => crate::v2::json::write_i64(out, n),
-                    Value::Uint(n) => crate::v2::json::write_u64(out, n),
-                }
+                write_value(out, *value, debug_str);
             }
         }
         Format::Json => {
@@ -213,17 +208,23 @@ fn render(out: &mut Vec<u8>, format: Format, timestamp: &str, fields: &[(&str, V
                 out.push(b'"');
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(b"\":");
-                match *value {
-                    Value::Str(s) => serde_str(out, s),
-                    Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
-                    Value::Int(n) => crate::v2::json::write_i64(out, n),
-                    Value::Uint(n) => crate::v2::json::write_u64(out, n),
-                }
+                write_value(out, *value, serde_str);
             }
             out.extend_from_slice(b"},\"target\":\"keygate::audit\"}");
         }
     }
     out.push(b'\n');
+}
+
+/// A field's value: a string as the format quotes it (`quote`), the
+/// others alike in text and JSON.
+fn write_value(out: &mut Vec<u8>, value: Value<'_>, quote: fn(&mut Vec<u8>, &str)) {
+    match value {
+        Value::Str(s) => quote(out, s),
+        Value::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
+        Value::Int(n) => crate::v2::json::write_i64(out, n),
+        Value::Uint(n) => crate::v2::json::write_u64(out, n),
+    }
 }
 
 /// `s` quoted as `{:?}` quotes it; printable ASCII without quotes or

@@ -46,9 +46,9 @@ pub struct WatchBody {
     /// them).
     view: Option<Arc<Authority>>,
     /// (client, key, the log writes JSON) for the audit line written when
-    /// the watch ends (boxed:
-    /// a waiting watch's connection holds the body twice over, and every
-    /// byte of it is paid 10,000 times over by 10,000 watches).
+    /// the watch ends (boxed: a waiting watch's connection holds the body
+    /// twice over, and every byte of it is paid 10,000 times over by
+    /// 10,000 watches).
     audit: Option<Box<(String, String, bool)>>,
     /// The watch's slot under `max_watches_per_identity`, given back when
     /// the watch ends.

@@ -460,8 +460,7 @@ fn create_data_dir(data_dir: &Path) -> Result<(), String> {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        std::fs::File::open(parent)
-            .and_then(|p| p.sync_all())
+        crate::store::persist::sync_dir(parent)
             .map_err(|e| fail("sync its parent directory", e))?;
     }
     Ok(())
@@ -555,7 +554,7 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
-    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+    crate::store::persist::sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Reads the cluster id from `data_dir`, making one at first start.

@@ -35,6 +35,16 @@ fn put(key: &str, expire: Option<i64>) -> WriteOp {
     }
 }
 
+/// An empty store that commits through `journal`.
+fn start(journal: impl Journal + 'static) -> Store {
+    Store::start(
+        Arc::new(Node::dir(0, None)),
+        0,
+        Box::new(journal),
+        Vec::new(),
+    )
+}
+
 /// CPU time of this process's threads named `name`, in clock ticks.
 fn thread_ticks(name: &str) -> u64 {
     let mut total = 0;
@@ -58,12 +68,7 @@ fn thread_ticks(name: &str) -> u64 {
 
 #[tokio::test]
 async fn a_failed_store_does_not_spin_on_a_due_expiry() {
-    let store = Store::start(
-        Arc::new(Node::dir(0, None)),
-        0,
-        Box::new(FailsAfterFirst(0)),
-        Vec::new(),
-    );
+    let store = start(FailsAfterFirst(0));
     // Committed: a key that expires in 200 ms.
     let expire = now_nanos() + 200_000_000;
     store.write(put("/ttl", Some(expire))).await.unwrap();
@@ -97,12 +102,7 @@ impl Journal for PanicsOnSecond {
 
 #[tokio::test]
 async fn a_committer_that_panics_refuses_writes_and_keeps_serving_reads() {
-    let store = Store::start(
-        Arc::new(Node::dir(0, None)),
-        0,
-        Box::new(PanicsOnSecond(0)),
-        Vec::new(),
-    );
+    let store = start(PanicsOnSecond(0));
     let within = |f| tokio::time::timeout(Duration::from_secs(5), f);
     within(store.write(put("/a", None)))
         .await
@@ -152,12 +152,7 @@ impl Journal for BrokenAfterFirst {
 
 #[tokio::test]
 async fn a_journal_that_knows_it_is_broken_fails_the_store_at_once() {
-    let store = Store::start(
-        Arc::new(Node::dir(0, None)),
-        0,
-        Box::new(BrokenAfterFirst(0)),
-        Vec::new(),
-    );
+    let store = start(BrokenAfterFirst(0));
     let (_, index) = store.write(put("/a", None)).await.unwrap();
     assert_eq!(index, 1);
     // Readiness fails before any other write tries the journal.

@@ -1263,12 +1263,12 @@ impl Committer {
                     s.commit_micros
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
-                Err(err) => {
-                    let cause = err.to_string();
-                    tracing::error!(error = %cause, "commit failed: refusing writes from now on");
-                    self.shared.fail(&cause);
-                    self.failed = Some(cause);
-                }
+                Err(err) => refuse_writes(
+                    &self.shared,
+                    &mut self.failed,
+                    err.to_string(),
+                    "commit failed",
+                ),
             }
         }
         if let Some(cause) = &self.failed {
@@ -1300,12 +1300,19 @@ impl Committer {
         if !batch.mutations.is_empty() {
             self.journal.committed(&self.root, self.index);
             if let Some(cause) = self.journal.broken() {
-                tracing::error!(error = %cause, "the journal cannot make commits durable: refusing writes from now on");
-                self.shared.fail(&cause);
-                self.failed = Some(cause);
+                let what = "the journal cannot make commits durable";
+                refuse_writes(&self.shared, &mut self.failed, cause, what);
             }
         }
     }
+}
+
+/// The committer refuses every write from now on (`failed`), and the store
+/// says why, for `cause` (`what` happened).
+fn refuse_writes(shared: &Shared, failed: &mut Option<String>, cause: String, what: &str) {
+    tracing::error!(error = %cause, "{what}: refusing writes from now on");
+    shared.fail(&cause);
+    *failed = Some(cause);
 }
 
 fn stat_index(action: Action, ok: bool) -> usize {

@@ -476,7 +476,7 @@ pub fn write_snapshot(dir: &Path, root: &Arc<Node>, index: u64) -> std::io::Resu
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, dir.join(SNAP_FILE))?;
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     Ok(size)
 }
 
@@ -630,9 +630,7 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
         file.write_all(HEADER)
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
-        if let Ok(dir) = File::open(data_dir) {
-            let _ = dir.sync_all();
-        }
+        let _ = sync_dir(data_dir);
         good = HEADER.len();
     } else if good < bytes.len() {
         if torn_bytes > 0 {
@@ -706,6 +704,12 @@ fn lock_dir(data_dir: &Path) -> Result<File, String> {
             path.display()
         )),
     }
+}
+
+/// Makes the entries of directory `dir` (files created or renamed in it)
+/// durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Opens the journal for commits: synchronous writes, and direct I/O
@@ -889,7 +893,7 @@ impl LogJournal {
             self.tail.extend_from_slice(&head[last..]);
             self.tail.extend_from_slice(&tail);
         }
-        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+        if let Err(e) = sync_dir(&self.dir) {
             // The rename may not survive a crash, and with it the commits
             // that would follow: refuse them, as a failed commit.
             self.broken = Some(format!(
