@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::api::{self, App, Client};
 use crate::config::Server as ServerLimits;
 use crate::quota::Held;
+use crate::stop::StopSignal;
 
 type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
 
@@ -218,8 +219,7 @@ fn connection(
     client: Arc<Client>,
     app: Arc<App>,
     limits: &Limits,
-    watcher: hyper_util::server::graceful::Watcher,
-    h1_stop: crate::stop::StopSignal,
+    stop: StopSignal,
 ) -> Serving {
     let expiry = until_not_after(client.not_after);
     let revoked = client.revocation();
@@ -231,11 +231,11 @@ fn connection(
             "max_connections_per_identity reached: connection refused"
         );
         let conn: Pin<Box<dyn Future<Output = ()> + Send>> = if h2 {
-            Box::pin(refuse_h2(tls, app, limits.server.clone()))
+            Box::pin(refuse_h2(tls, app, limits.server.clone(), stop))
         } else {
             let refusal = connections_over_limit(&app);
             let limits = limits.http1.clone();
-            Box::pin(crate::http1::refuse(tls, refusal, limits, h1_stop))
+            Box::pin(crate::http1::refuse(tls, refusal, limits, stop))
         };
         return Serving {
             conn,
@@ -245,10 +245,10 @@ fn connection(
         };
     };
     let conn: Pin<Box<dyn Future<Output = ()> + Send>> = if h2 {
-        Box::pin(serve_h2(tls, app, client, limits.server.clone(), watcher))
+        Box::pin(serve_h2(tls, app, client, limits.server.clone(), stop))
     } else {
         let limits = limits.http1.clone();
-        Box::pin(crate::http1::serve(tls, app, client, limits, h1_stop))
+        Box::pin(crate::http1::serve(tls, app, client, limits, stop))
     };
     Serving {
         conn,
@@ -279,8 +279,9 @@ fn connections_over_limit(app: &App) -> hyper::Response<crate::body::ApiBody> {
 
 /// An HTTP/2 connection over `max_connections_per_identity`: its streams
 /// are answered 503, and once one was, the connection is shut down
-/// gracefully (GOAWAY); it is closed at `request_timeout` in any case.
-async fn refuse_h2(tls: TlsStream, app: Arc<App>, limits: ServerLimits) {
+/// gracefully (GOAWAY); it is closed at `request_timeout` in any case, and
+/// at once when keygate stops.
+async fn refuse_h2(tls: TlsStream, app: Arc<App>, limits: ServerLimits, stop: StopSignal) {
     let answered = Arc::new(tokio::sync::Notify::new());
     let told = answered.clone();
     let svc = service_fn(move |_req| {
@@ -299,6 +300,7 @@ async fn refuse_h2(tls: TlsStream, app: Arc<App>, limits: ServerLimits) {
         tokio::select! {
             _ = conn.as_mut() => return,
             () = answered.notified() => {}
+            () = stop.stopping() => {}
         }
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
@@ -306,28 +308,170 @@ async fn refuse_h2(tls: TlsStream, app: Arc<App>, limits: ServerLimits) {
     .await;
 }
 
-/// HTTP/2 through hyper.
+/// A stream's request was not read and answered within `request_timeout`:
+/// the stream is reset (as an HTTP/1.1 connection is closed then).
+#[derive(Debug)]
+struct RequestTimedOut;
+
+impl std::fmt::Display for RequestTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request_timeout reached")
+    }
+}
+
+impl std::error::Error for RequestTimedOut {}
+
+/// The open streams of an HTTP/2 connection, and since when it has had
+/// none.
+struct Streams {
+    state: std::sync::Mutex<(usize, tokio::time::Instant)>,
+}
+
+impl Streams {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, tokio::time::Instant)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open(self: &Arc<Streams>) -> OpenStream {
+        self.lock().0 += 1;
+        OpenStream(self.clone())
+    }
+
+    /// Completes once the connection has had no open stream for `idle`.
+    async fn idle_for(&self, idle: std::time::Duration) {
+        let mut at = tokio::time::Instant::now() + idle;
+        loop {
+            tokio::time::sleep_until(at).await;
+            let (open, since) = *self.lock();
+            let now = tokio::time::Instant::now();
+            if open == 0 && since + idle <= now {
+                return;
+            }
+            at = if open == 0 { since + idle } else { now + idle };
+        }
+    }
+}
+
+/// One open stream: from its request until its answer's body is done (or
+/// dropped, as when the client resets the stream).
+struct OpenStream(Arc<Streams>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 -= 1;
+        if state.0 == 0 {
+            state.1 = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// An HTTP/2 answer's body: an open stream while it lives; a watch in it
+/// ends cleanly once its connection stops (keygate stopping).
+struct H2Body {
+    body: crate::body::ApiBody,
+    stop: StopSignal,
+    _open: OpenStream,
+}
+
+impl hyper::body::Body for H2Body {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending if this.stop.poll_stopping(cx).is_ready() => Poll::Ready(None),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// HTTP/2 through hyper. Each stream's request is read and answered within
+/// `request_timeout` (a watch's body excepted, once its headers are sent);
+/// a connection without open streams for `idle_timeout` is shut down
+/// gracefully (GOAWAY), as is every connection when keygate stops, its
+/// watches ended cleanly first.
 async fn serve_h2(
     tls: TlsStream,
     app: Arc<App>,
     client: Arc<Client>,
     limits: ServerLimits,
-    graceful: hyper_util::server::graceful::Watcher,
+    stop: StopSignal,
 ) {
-    let svc = service_fn(move |req| {
-        let app = app.clone();
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(api::handle(app, client, req).await) }
+    let streams = Arc::new(Streams {
+        state: std::sync::Mutex::new((0, tokio::time::Instant::now())),
     });
+    // One signal per stream: each answer's body waits with its own waker.
+    let stopper = Arc::new(crate::stop::Stopper::new());
+    let svc = {
+        let streams = streams.clone();
+        let stopper = stopper.clone();
+        let request_timeout = limits.request_timeout;
+        service_fn(move |req| {
+            let open = streams.open();
+            let signal = stopper.signal();
+            let answer = api::handle(app.clone(), client.clone(), req);
+            async move {
+                match tokio::time::timeout(request_timeout, answer).await {
+                    Ok(resp) => Ok(resp.map(|body| H2Body {
+                        body,
+                        stop: signal,
+                        _open: open,
+                    })),
+                    Err(_) => Err(RequestTimedOut),
+                }
+            }
+        })
+    };
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_streams_per_connection)
         .max_header_list_size(limits.max_header_bytes as u32);
-    let conn = graceful.watch(builder.serve_connection(TokioIo::new(tls), svc));
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+    let conn = builder.serve_connection(TokioIo::new(tls), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+            }
+            return;
+        }
+        () = stop.stopping() => {}
+        () = streams.idle_for(limits.idle_timeout) => {}
     }
+    stopper.stop();
+    conn.as_mut().graceful_shutdown();
+    // Answers in flight finish within their own deadline; a client that
+    // holds the connection past it is closed.
+    let _ = tokio::time::timeout(limits.request_timeout, conn).await;
+}
+
+/// Idle time before the first keepalive probe, and between probes.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// TCP keepalive on an accepted connection, as Go sets it (and so etcd): a
+/// peer that vanished without a FIN or a reset (its host gone, a NAT
+/// mapping dropped) is found within about 2.5 minutes on Linux (15 s, then
+/// 9 probes 15 s apart), and its connection ends, with its watches and its
+/// share of the per-identity limits.
+fn keepalive(tcp: &tokio::net::TcpStream) -> std::io::Result<()> {
+    let params = socket2::TcpKeepalive::new().with_time(KEEPALIVE);
+    #[cfg(target_os = "linux")]
+    let params = params.with_interval(KEEPALIVE);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
 }
 
 /// Serves until `shutdown` completes, then stops accepting and gives
@@ -341,7 +485,6 @@ pub async fn run(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let timeout = limits.shutdown_timeout;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let limits = Arc::new(Limits {
         http1: crate::http1::Limits {
             idle_timeout: limits.idle_timeout,
@@ -352,7 +495,7 @@ pub async fn run(
         },
         server: limits,
     });
-    let h1_stop = crate::stop::Stopper::new();
+    let stopper = crate::stop::Stopper::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -373,11 +516,13 @@ pub async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        if let Err(e) = keepalive(&tcp) {
+            tracing::debug!(error = %e, "cannot turn on TCP keepalive");
+        }
         let app = app.clone();
         let limits = limits.clone();
         let stats = stats.clone();
-        let watcher = graceful.watcher();
-        let h1_signal = h1_stop.signal();
+        let stop = stopper.signal();
         // Each phase's future is boxed: the task itself stays small, and a
         // connection holds only what its current phase needs (10,000
         // waiting watchers cost 10,000 of these).
@@ -389,23 +534,41 @@ pub async fn run(
             // future within one statement.
             let accepted = crate::http1::boxed(handshake(tcp, peer, &app, &limits, &stats));
             let serving = match accepted.await {
-                Some((tls, client)) => connection(tls, client, app, &limits, watcher, h1_signal),
+                Some((tls, client)) => connection(tls, client, app, &limits, stop),
                 None => return,
             };
             until_expiry(serving, peer).await;
         });
     }
     drop(listener);
-    // HTTP/1.1 connections finish their answer in flight and end their
-    // watches; HTTP/2 ones are told by hyper.
-    h1_stop.stop();
-    let both = async {
-        tokio::join!(graceful.shutdown(), h1_stop.closed());
-    };
+    // Connections finish their answers in flight and end their watches
+    // (HTTP/2 ones also say GOAWAY).
+    stopper.stop();
     tokio::select! {
-        () = both => {}
+        () = stopper.closed() => {}
         () = tokio::time::sleep(timeout) => {
             tracing::warn!("shutdown timeout reached with requests still in flight");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keepalive_probes_an_accepted_connection_as_go_does() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(!sock.keepalive().unwrap());
+        keepalive(&tcp).unwrap();
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE);
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE);
     }
 }

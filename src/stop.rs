@@ -1,4 +1,4 @@
-//! Telling every HTTP/1.1 connection that keygate stops.
+//! Telling every connection (and every HTTP/2 stream) that keygate stops.
 //!
 //! Each connection holds a [`StopSignal`], registered with the server's
 //! [`Stopper`]. A connection waiting for the stop keeps its waker in a slot

@@ -1,13 +1,79 @@
-//! HTTP/2: watches multiplexed on one connection, and answers identical to
-//! HTTP/1.1.
+//! HTTP/2: watches multiplexed on one connection, answers identical to
+//! HTTP/1.1, and the limits (request and idle timeouts, the stop) as
+//! HTTP/1.1 has them.
 
 mod common;
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use common::{read, Client, Keygate, Pki};
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use common::{read, CertFiles, Client, Keygate, Pki};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame};
+use hyper::client::conn::http2::SendRequest;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+type AnyBody = BoxBody<Bytes, Infallible>;
+
+/// An HTTP/2 connection whose requests may carry any body, and the task
+/// that runs it (finished once the server closed the connection).
+async fn connect(kg: &Keygate, cert: &CertFiles) -> (SendRequest<AnyBody>, JoinHandle<()>) {
+    let tls = common::tls_config(&kg.pki.ca, Some(cert), &[b"h2"]);
+    let tcp = tokio::net::TcpStream::connect(kg.addr()).await.unwrap();
+    let tls = TlsConnector::from(tls)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, conn)
+}
+
+fn request(kg: &Keygate, method: &str, target: &str, body: AnyBody) -> Request<AnyBody> {
+    Request::builder()
+        .method(method)
+        .uri(format!("https://{}{target}", kg.addr()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .unwrap()
+}
+
+fn full(body: &str) -> AnyBody {
+    Full::new(Bytes::from(body.to_string())).boxed()
+}
+
+/// A body that sends its first bytes, then nothing more.
+struct Stalled(bool);
+
+impl Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.0 {
+            return Poll::Pending;
+        }
+        self.0 = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"value=")))))
+    }
+}
 
 #[tokio::test]
 async fn watches_over_http2_streams() {
@@ -112,4 +178,127 @@ async fn http2_answers_equal_http1() {
         }
         assert_eq!(r1.body, r2.body, "{m} {t}");
     }
+}
+
+/// request_timeout over HTTP/2: a stream whose body never ends is reset
+/// at the deadline (its connection goes on), where it held its buffered
+/// body, up to max_body_bytes a stream, as long as the connection lived.
+#[tokio::test]
+async fn a_stream_whose_body_stalls_is_reset_at_request_timeout() {
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("h2");
+    let kg = Keygate::start(pki.clone(), "request_timeout = \"1s\"");
+    let (mut send, _conn) = connect(&kg, &cert).await;
+    let mut stalled = request(&kg, "PUT", "/v2/keys/stalled", Stalled(false).boxed());
+    stalled
+        .headers_mut()
+        .insert("content-length", "100".parse().unwrap());
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), send.send_request(stalled))
+        .await
+        .expect("the stalled stream was not reset at request_timeout");
+    assert!(answer.is_err(), "{:?}", answer.map(|r| r.status()));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The connection serves its next stream; nothing was written.
+    send.ready().await.unwrap();
+    let r = read(
+        send.send_request(request(&kg, "GET", "/v2/keys/stalled", full("")))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+/// idle_timeout over HTTP/2: a connection with no open stream is shut
+/// down (GOAWAY) once idle that long; one with a waiting watch is not, and
+/// its watch still gets its event.
+#[tokio::test]
+async fn an_http2_connection_without_streams_closes_at_idle_timeout() {
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("h2");
+    let kg = Keygate::start(pki.clone(), "idle_timeout = \"1s\"");
+    let (mut idle, idle_conn) = connect(&kg, &cert).await;
+    let r = idle
+        .send_request(request(&kg, "GET", "/v2/keys/", full("")))
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.status, 200);
+    let (mut watching, watching_conn) = connect(&kg, &cert).await;
+    let watch = watching
+        .send_request(request(&kg, "GET", "/v2/keys/w?wait=true", full("")))
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), idle_conn)
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !watching_conn.is_finished(),
+        "the watching connection was closed"
+    );
+    let (mut c, _) = connect(&kg, &cert).await;
+    let r = c
+        .send_request(request(&kg, "PUT", "/v2/keys/w", full("value=x")))
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.status, 201);
+    assert_eq!(
+        read(watch).await.body,
+        "{\"action\":\"set\",\"node\":{\"key\":\"/w\",\"value\":\"x\",\"modifiedIndex\":1,\"createdIndex\":1}}\n"
+    );
+}
+
+/// SPEC §6 over HTTP/2: SIGTERM ends waiting watches cleanly (their
+/// streams end, not reset), and keygate exits 0 without waiting for
+/// shutdown_timeout.
+#[tokio::test]
+async fn sigterm_ends_http2_watches_cleanly() {
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("h2");
+    let mut kg = Keygate::start(pki.clone(), "shutdown_timeout = \"30s\"");
+    let (mut send, _conn) = connect(&kg, &cert).await;
+    let once = send
+        .send_request(request(&kg, "GET", "/v2/keys/w?wait=true", full("")))
+        .await
+        .unwrap();
+    let stream = send
+        .send_request(request(
+            &kg,
+            "GET",
+            "/v2/keys/?wait=true&recursive=true&stream=true",
+            full(""),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (once.status().as_u16(), stream.status().as_u16()),
+        (200, 200)
+    );
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &kg.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for watch in [once, stream] {
+        let body = tokio::time::timeout(Duration::from_secs(10), watch.into_body().collect())
+            .await
+            .expect("the watch was not ended at the stop")
+            .expect("the watch's stream was reset, not ended");
+        assert!(body.to_bytes().is_empty());
+    }
+    let code = loop {
+        if let Some(code) = kg.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "keygate did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(code.success(), "{code:?}");
 }
