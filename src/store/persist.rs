@@ -151,6 +151,12 @@ pub struct LogJournal {
     compact_bytes: u64,
     /// A snapshot being written.
     pending: Option<PendingSnapshot>,
+    /// After a compaction failed: the journal length it must reach before
+    /// the next is tried (0: none failed).
+    retry_len: u64,
+    /// Snapshots started, for tests.
+    #[cfg(test)]
+    snapshots_started: u32,
     /// Why the journal can no longer promise durability.
     broken: Option<String>,
     /// The data directory's lock, held while the journal is open.
@@ -672,6 +678,9 @@ pub fn open(data_dir: &Path, compact_bytes: u64) -> Result<(Recovered, LogJourna
             scratch: Vec::new(),
             base_len,
             snap_bytes: snap_len,
+            retry_len: 0,
+            #[cfg(test)]
+            snapshots_started: 0,
             compact_bytes,
             pending: None,
             broken: None,
@@ -825,7 +834,23 @@ impl LogJournal {
     }
     /// Whether the journal has outgrown its snapshot.
     fn wants_compaction(&self) -> bool {
-        self.len - self.base_len > self.compact_bytes.max(self.snap_bytes)
+        self.len >= self.retry_len
+            && self.len - self.base_len > self.compact_bytes.max(self.snap_bytes)
+    }
+
+    /// A compaction failed (the snapshot, its thread, or the journal's
+    /// rewrite after it): the next is tried once the journal has grown as
+    /// much again, not at the next commit, which would write the whole
+    /// tree again (and log its failure) at every commit.
+    fn compaction_failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        let _ = std::fs::remove_file(self.dir.join(SNAP_TMP));
+        let _ = std::fs::remove_file(self.dir.join(LOG_TMP));
+        self.retry_len = self.len + (self.len - self.base_len);
+        tracing::warn!(
+            %error,
+            retry_at_journal_bytes = self.retry_len,
+            "{what}; the journal keeps growing"
+        );
     }
 
     /// Starts writing a snapshot of `root` (the tree after the commit of
@@ -842,13 +867,17 @@ impl LogJournal {
             });
         match started {
             Ok(_) => {
+                #[cfg(test)]
+                {
+                    self.snapshots_started += 1;
+                }
                 self.pending = Some(PendingSnapshot {
                     index,
                     offset: self.len,
                     done: rx,
                 })
             }
-            Err(e) => tracing::warn!(error = %e, "cannot start the snapshot thread"),
+            Err(e) => self.compaction_failed("cannot start the snapshot thread", &e),
         }
     }
 
@@ -926,26 +955,24 @@ impl LogJournal {
                     self.snap_bytes = size;
                     let before = self.len;
                     match self.rewrite_after(p.index, p.offset) {
-                        Ok(()) => tracing::info!(
-                            index = p.index,
-                            snapshot_bytes = size,
-                            journal_bytes_before = before,
-                            journal_bytes = self.len,
-                            "journal compacted"
-                        ),
-                        Err(e) => {
-                            let _ = std::fs::remove_file(self.dir.join(LOG_TMP));
-                            tracing::warn!(error = %e, "cannot rewrite the journal after a snapshot; keeping it whole");
+                        Ok(()) => {
+                            self.retry_len = 0;
+                            tracing::info!(
+                                index = p.index,
+                                snapshot_bytes = size,
+                                journal_bytes_before = before,
+                                journal_bytes = self.len,
+                                "journal compacted"
+                            )
                         }
+                        Err(e) => self.compaction_failed(
+                            "cannot rewrite the journal after a snapshot; keeping it whole",
+                            &e,
+                        ),
                     }
                 }
-                Ok(Err(e)) => {
-                    let _ = std::fs::remove_file(self.dir.join(SNAP_TMP));
-                    // Try again once the journal has grown as much again.
-                    self.snap_bytes = self.len - self.base_len;
-                    tracing::warn!(error = %e, "cannot write a snapshot; the journal keeps growing");
-                }
-                Err(()) => tracing::warn!("the snapshot thread failed"),
+                Ok(Err(e)) => self.compaction_failed("cannot write a snapshot", &e),
+                Err(()) => self.compaction_failed("the snapshot thread failed", &"it panicked"),
             }
             return;
         }
@@ -1321,6 +1348,48 @@ mod tests {
         assert!(rec.snapshot_index.is_some_and(|s| s > 2000));
         assert_eq!(rows(&rec.root), rows(&root));
         assert!(!dir.path().join(SNAP_TMP).exists());
+    }
+
+    /// A compaction that fails (here its snapshot's temporary file cannot
+    /// be created) is tried again once the journal has grown as much
+    /// again, not at every commit; once it can succeed, it does.
+    #[test]
+    fn a_failing_compaction_is_tried_again_only_as_the_journal_doubles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut j) = open(dir.path(), 4096).unwrap();
+        let mut root = Arc::new(Node::dir(0, None));
+        // Each snapshot is waited for, so every start is counted with its
+        // result before the next commit.
+        let mut fill_waiting = |j: &mut LogJournal, from: u64, to: u64| {
+            for i in from..=to {
+                let m = put(i);
+                j.commit(std::slice::from_ref(&m), i).unwrap();
+                apply_mutation(&mut root, &m);
+                j.committed(&root, i);
+                j.maintain(&root, i, true);
+            }
+            root.clone()
+        };
+        std::fs::create_dir(dir.path().join(SNAP_TMP)).unwrap();
+        fill_waiting(&mut j, 1, 3000);
+        let journal = j.len - j.base_len;
+        assert!(journal > 256 << 10, "{journal} bytes of records");
+        // From 4 KiB, doubling: 4, 8, ... 256 KiB.
+        assert!(
+            (5..=9).contains(&j.snapshots_started),
+            "{} snapshots started over 3,000 commits",
+            j.snapshots_started
+        );
+        std::fs::remove_dir(dir.path().join(SNAP_TMP)).unwrap();
+        let root = fill_waiting(&mut j, 3001, 3000 + 3000);
+        assert!(dir.path().join(SNAP_FILE).exists());
+        assert!(j.len - j.base_len < journal, "the journal was compacted");
+        assert_eq!(j.retry_len, 0);
+        drop(j);
+        let (rec, _) = open(dir.path(), 4096).unwrap();
+        assert_eq!(rec.index, 6000);
+        assert!(rec.snapshot_index.is_some());
+        assert_eq!(rows(&rec.root), rows(&root));
     }
 
     /// Commits of every size (one to four mutations each), across
