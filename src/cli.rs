@@ -434,11 +434,7 @@ fn explain(
 
 fn uses_dev_ca(config: &Config) -> Result<bool, String> {
     let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
-    Ok(roots.iter().any(|der| {
-        x509_parser::parse_x509_certificate(der)
-            .map(|(_, c)| c.subject().to_string().contains(crate::tls::DEV_CA_MARKER))
-            .unwrap_or(false)
-    }))
+    Ok(crate::tls::has_dev_ca(&roots))
 }
 
 /// Creates `data_dir` (and what is missing above it) durably: each new
@@ -639,22 +635,13 @@ fn raise_nofile(max_connections: usize) -> Result<(), String> {
 fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log.format);
-    let live = crate::reload::Live::new(config.clone(), 0, Arc::new(config.clone()))?;
+    let live =
+        crate::reload::Live::new(config.clone(), 0, Arc::new(config.clone()), allow_dev_certs)?;
     let addr: SocketAddr = config
         .server
         .listen
         .parse()
         .map_err(|_| format!("{}: server.listen: invalid address", path.display()))?;
-    if uses_dev_ca(&config)? {
-        if !addr.ip().is_loopback() && !allow_dev_certs {
-            return Err(format!(
-                "{}: tls.client_ca contains the development CA (its key is public) and server.listen {} is not loopback: use your own CA, or pass --allow-dev-certs",
-                path.display(),
-                config.server.listen
-            ));
-        }
-        tracing::warn!("tls.client_ca contains the development CA: its private key is public, anyone can make a client certificate");
-    }
     raise_nofile(config.server.max_connections)?;
     let (data_dir, compact_bytes) = match &config.backend {
         Backend::Embedded {

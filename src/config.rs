@@ -410,6 +410,44 @@ impl Config {
         if server.max_connections == 0 {
             return Err(err("server.max_connections", "must be at least 1".into()));
         }
+        // A limit of 0 would refuse (or time out) every request; the upper
+        // bounds keep allocations and HTTP/2's 32-bit settings sane, and a
+        // body's journal record under its 32-bit length.
+        for (field, v, most) in [
+            (
+                "server.max_streams_per_connection",
+                server.max_streams_per_connection as u64,
+                u64::from(u32::MAX),
+            ),
+            (
+                "server.max_body_bytes",
+                server.max_body_bytes as u64,
+                256 << 20,
+            ),
+            (
+                "server.max_header_bytes",
+                server.max_header_bytes as u64,
+                16 << 20,
+            ),
+            (
+                "server.max_header_count",
+                server.max_header_count as u64,
+                10_000,
+            ),
+        ] {
+            if v == 0 || v > most {
+                return Err(err(field, format!("must be between 1 and {most}, not {v}")));
+            }
+        }
+        for (field, v) in [
+            ("server.handshake_timeout", server.handshake_timeout),
+            ("server.request_timeout", server.request_timeout),
+            ("server.idle_timeout", server.idle_timeout),
+        ] {
+            if v.is_zero() {
+                return Err(err(field, "must be more than 0".into()));
+            }
+        }
         // 0 is not "unlimited": leave the key out for the default.
         for (field, v) in [
             (

@@ -596,7 +596,8 @@ where
         Framing::Length(n) if n > limits.max_body_bytes => return Err(Stop::BodyTooLarge),
         Framing::Length(n) => {
             continue_if_expected(io, &head).await?;
-            let mut body = Vec::with_capacity(n);
+            // Grown as the body arrives: a length is only a promise.
+            let mut body = Vec::with_capacity(n.min(64 << 10));
             take_from_carry(carry, &mut body, n);
             while body.len() < n {
                 let buf = fill(io).await?;

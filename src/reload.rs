@@ -44,17 +44,48 @@ pub struct Live {
     pub verifier: Arc<dyn ClientCertVerifier>,
     /// The earliest notAfter of the server's chain, Unix seconds.
     pub server_not_after: Option<i64>,
+    /// `--allow-dev-certs`: the development CA may be trusted on an
+    /// address other than loopback.
+    pub allow_dev_certs: bool,
 }
 
 impl Live {
     /// Builds everything a reload swaps from `config`, checking every file
     /// it names.
-    pub fn new(config: Config, generation: u64, boot: Arc<Config>) -> Result<Live, String> {
+    ///
+    /// The development CA (its key is public) is refused when keygate
+    /// listens on an address other than loopback, unless
+    /// `allow_dev_certs`: at start and at every reload alike.
+    pub fn new(
+        config: Config,
+        generation: u64,
+        boot: Arc<Config>,
+        allow_dev_certs: bool,
+    ) -> Result<Live, String> {
         let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
+        if crate::tls::has_dev_ca(&roots) {
+            let loopback = boot
+                .server
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback());
+            if !loopback && !allow_dev_certs {
+                return Err(format!(
+                    "{}: tls.client_ca contains the development CA (its key is public) and server.listen {} is not loopback: use your own CA, or pass --allow-dev-certs",
+                    config.path.display(),
+                    boot.server.listen
+                ));
+            }
+            tracing::warn!("tls.client_ca contains the development CA: its private key is public, anyone can make a client certificate");
+        }
         let verifier =
             crate::tls::client_verifier(&config.tls, &roots).map_err(|e| e.to_string())?;
-        let tls = crate::tls::server_config_with(&config.tls, verifier.clone())
-            .map_err(|e| e.to_string())?;
+        // The TLS versions keygate started with (a reload does not change
+        // them: see `needs_restart`).
+        let mut tls = config.tls.clone();
+        tls.min_version.clone_from(&boot.tls.min_version);
+        let tls =
+            crate::tls::server_config_with(&tls, verifier.clone()).map_err(|e| e.to_string())?;
         let client_cas = roots.into_iter().map(|c| c.to_vec()).collect();
         let server_not_after = crate::tls::earliest_not_after(
             &crate::tls::server_chain(&config.tls).map_err(|e| e.to_string())?,
@@ -68,6 +99,7 @@ impl Live {
             server_not_after,
             config,
             boot,
+            allow_dev_certs,
         })
     }
 
@@ -122,6 +154,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         server.max_body_bytes,
         server.max_header_bytes,
         server.max_header_count,
+        tls.min_version,
         log.format,
         log.audit,
     );
@@ -172,7 +205,19 @@ fn apply(app: &App) -> Result<(), String> {
         config,
         current.generation + 1,
         current.boot.clone(),
+        current.allow_dev_certs,
     )?);
+    // Each client's new grants (none: its chain is no longer trusted),
+    // decided before the lock below: verifying chains again takes time,
+    // and handshakes wait for that lock.
+    let decide = |client: Arc<crate::api::Client>| {
+        // Its issuer is named among the new CAs.
+        let grants = live
+            .trusts(&client.chain)
+            .then(|| live.policy.shared_grants(&live.identity(&client.chain)));
+        (client, grants)
+    };
+    let mut decided: Vec<_> = app.clients.live().into_iter().map(decide).collect();
     let ended = {
         // No client is made while the policy changes (see
         // `App::client_for`): each one is made under one configuration,
@@ -180,20 +225,16 @@ fn apply(app: &App) -> Result<(), String> {
         let _no_new_clients = app.reloading.write().unwrap_or_else(|p| p.into_inner());
         app.live.store(live.clone());
         app.store.set_watched(watched);
-        // Each client's new grants (none: its chain is no longer trusted),
-        // decided first: verifying chains again takes time.
-        let decided: Vec<_> = app
+        // The clients made since, under the configuration before.
+        let seen: std::collections::HashSet<*const crate::api::Client> =
+            decided.iter().map(|(c, _)| Arc::as_ptr(c)).collect();
+        let since: Vec<_> = app
             .clients
             .live()
             .into_iter()
-            .map(|client| {
-                // Its issuer is named among the new CAs.
-                let grants = live
-                    .trusts(&client.chain)
-                    .then(|| live.policy.shared_grants(&live.identity(&client.chain)));
-                (client, grants)
-            })
+            .filter(|c| !seen.contains(&Arc::as_ptr(c)))
             .collect();
+        decided.extend(since.into_iter().map(decide));
         // Then the grants change and the watches are decided again with
         // them in one step, between two commits' events: an unfiltered
         // watch (its client read everything) never sees an event after

@@ -17,6 +17,16 @@ use crate::config::{io_reason, ConfigError, Tls};
 /// Marker in the subject of the CA that `keygate dev-certs` makes.
 pub const DEV_CA_MARKER: &str = "keygate development CA";
 
+/// Whether `roots` hold the development CA (`keygate dev-certs`'s, whose
+/// private key is public).
+pub fn has_dev_ca(roots: &[CertificateDer<'_>]) -> bool {
+    roots.iter().any(|der| {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c.subject().to_string().contains(DEV_CA_MARKER))
+            .unwrap_or(false)
+    })
+}
+
 fn read_certs(field: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let bytes = std::fs::read(path).map_err(|e| {
         ConfigError(format!(
@@ -84,6 +94,7 @@ pub fn client_verifier(
             ))
         })?;
     }
+    let roots = Arc::new(roots);
     let mut crls = Vec::new();
     for path in &tls.crl {
         let bytes = std::fs::read(path).map_err(|e| {
@@ -93,13 +104,28 @@ pub fn client_verifier(
                 io_reason(&e)
             ))
         })?;
+        let mut found = Vec::new();
         for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
-            crls.push(crl.map_err(|e| {
+            found.push(crl.map_err(|e| {
                 ConfigError(format!("tls.crl: {}: not a PEM CRL: {e}", path.display()))
             })?);
         }
+        // A file without one would leave revocation unchecked, silently
+        // (with no CRL at all, the verifier checks none).
+        if found.is_empty() {
+            return Err(ConfigError(format!(
+                "tls.crl: {}: holds no PEM CRL (\"-----BEGIN X509 CRL-----\"; a DER one converts with `openssl crl -inform DER -outform PEM`)",
+                path.display()
+            )));
+        }
+        // Parsed here, so that a damaged one is named by its file.
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .with_crls(found.iter().cloned())
+            .build()
+            .map_err(|e| ConfigError(format!("tls.crl: {}: {e}", path.display())))?;
+        crls.extend(found);
     }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+    WebPkiClientVerifier::builder_with_provider(roots, provider)
         .with_crls(crls)
         .build()
         .map_err(|e| ConfigError(format!("tls.client_ca: {}: {e}", tls.client_ca.display())))

@@ -299,6 +299,104 @@ fn a_per_identity_limit_of_zero_is_refused() {
     }
 }
 
+/// A limit of 0 would refuse or time out every request; a huge one would
+/// make allocations fail (the process aborts) or wrap HTTP/2's 32-bit
+/// settings. Both are refused, naming the field.
+#[test]
+fn limits_out_of_range_are_refused() {
+    let s = Setup::new();
+    for (field, value) in [
+        ("max_streams_per_connection", "0"),
+        ("max_body_bytes", "0"),
+        ("max_body_bytes", "1000000000000"),
+        ("max_header_bytes", "0"),
+        ("max_header_bytes", "4294967296"),
+        ("max_header_count", "0"),
+        ("max_header_count", "1000000000000"),
+        ("handshake_timeout", "\"0s\""),
+        ("request_timeout", "\"0ms\""),
+        ("idle_timeout", "\"0s\""),
+    ] {
+        let line = if field == "idle_timeout" {
+            format!("idle_timeout = {value}")
+        } else {
+            format!("idle_timeout = \"2m\"\n{field} = {value}")
+        };
+        let config = s.variant("idle_timeout = \"2m\"", &line);
+        for out in [serve(&config), check(&config)] {
+            let line = one_line_error(&out);
+            assert!(line.contains(config.to_str().unwrap()), "{line}");
+            assert!(line.contains(&format!("server.{field}")), "{line}");
+            assert!(line.contains("must be"), "{line}");
+        }
+    }
+    // The bounds themselves are accepted.
+    let config = s.variant(
+        "idle_timeout = \"2m\"",
+        "idle_timeout = \"1ms\"\nmax_body_bytes = 268435456\nmax_header_bytes = 16777216\nmax_header_count = 10000\nmax_streams_per_connection = 1",
+    );
+    let out = check(&config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// SPEC §7: with `tls.crl` set, revocation is checked. A CRL file that
+/// holds no PEM CRL (empty, DER, a certificate) left it unchecked without a
+/// word; it is refused, naming the field and the file, as is a damaged one.
+#[test]
+fn a_crl_file_without_a_usable_crl_is_refused() {
+    use rustls::pki_types::pem::PemObject;
+    let s = Setup::new();
+    let pem = s.dir.path().join("root.crl.pem");
+    s.pki.root.crl(&pem, &[7]);
+    let der = rustls::pki_types::CertificateRevocationListDer::from_pem_file(&pem).unwrap();
+    let files = [
+        ("empty.crl", Vec::new(), "holds no PEM CRL"),
+        ("root.crl.der", der.to_vec(), "holds no PEM CRL"),
+        (
+            "cert.pem",
+            std::fs::read(&s.pki.server.cert).unwrap(),
+            "holds no PEM CRL",
+        ),
+        (
+            "damaged.crl.pem",
+            b"-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n".to_vec(),
+            "",
+        ),
+    ];
+    let client_ca = format!("client_ca = {:?}", s.pki.ca);
+    for (name, bytes, says) in files {
+        let file = s.dir.path().join(name);
+        std::fs::write(&file, bytes).unwrap();
+        // Beside a good one: every file must hold one.
+        let config = s.variant(
+            &client_ca,
+            &format!("{client_ca}\ncrl = [{pem:?}, {file:?}]"),
+        );
+        for out in [serve(&config), check(&config)] {
+            let line = one_line_error(&out);
+            assert!(line.contains("tls.crl"), "names the field: {line}");
+            assert!(
+                line.contains(file.to_str().unwrap()),
+                "names the file: {line}"
+            );
+            assert!(line.contains(says), "{line}");
+        }
+    }
+    let config = s.variant(&client_ca, &format!("{client_ca}\ncrl = [{pem:?}]"));
+    let out = check(&config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn dev_certs_writes_ten_files_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();

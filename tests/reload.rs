@@ -379,3 +379,81 @@ async fn a_reload_closes_the_connections_of_chains_it_no_longer_trusts() {
     let r = n.req("GET", "/v2/keys/team-a/x", None).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// The development CA's key is public: keygate refuses to trust it off
+/// loopback without --allow-dev-certs, and a reload may not bring it in
+/// where the start would have been refused.
+#[tokio::test]
+async fn a_reload_to_the_development_ca_is_refused_off_loopback() {
+    let pki = Arc::new(Pki::new());
+    let ops = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keygate.toml");
+    let off_loopback = |config: &Path| {
+        let text = std::fs::read_to_string(config).unwrap().replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"0.0.0.0:0\"\nadvertise_url = \"https://127.0.0.1:2379\"",
+        );
+        std::fs::write(config, text).unwrap();
+    };
+    write_config(&config, &pki, &pki.ca, ops, "", "");
+    off_loopback(&config);
+    let kg = Keygate::start_with(pki.clone(), dir, config.clone());
+    let s = Setup {
+        pki,
+        kg,
+        config,
+        ops,
+    };
+    let admin = s.pki.client("admin");
+    let mut c = s.connect(&admin, false).await;
+    assert_eq!(
+        c.req("PUT", "/v2/keys/x", Some("value=1")).await.status,
+        201
+    );
+
+    // The development CA beside the one in use.
+    let dev = common::Ca::root("keygate development CA (a test's own)");
+    let dev_pem = s.pki.path("dev-ca.pem");
+    dev.write_pem(&dev_pem);
+    let bundle = s.pki.path("bundle.pem");
+    let mut both = std::fs::read(&s.pki.ca).unwrap();
+    both.extend(std::fs::read(&dev_pem).unwrap());
+    std::fs::write(&bundle, both).unwrap();
+    s.rewrite(&bundle, "", "");
+    off_loopback(&s.config);
+    assert!(!s.sighup());
+    let (status, body) = ops_request(s.ops, "GET", "/readyz");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("development CA") && body.contains("--allow-dev-certs"),
+        "{body}"
+    );
+    assert_eq!(c.req("GET", "/v2/keys/x", None).await.status, 200);
+}
+
+/// SPEC §6: only certificates, CAs, CRLs, roles and binds reload.
+/// `tls.min_version` is logged as needing a restart and not applied: a
+/// TLS 1.2 client still connects.
+#[tokio::test]
+async fn a_reload_does_not_change_the_tls_versions() {
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Setup::start("");
+    s.rewrite(&s.pki.ca, "min_version = \"1.3\"", "");
+    assert!(s.sighup());
+    assert!(s.log_has("tls.min_version changed and needs a restart"));
+    let admin = s.pki.client("admin");
+    let tcp = tokio::net::TcpStream::connect(s.kg.addr()).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(common::tls12_config(&s.pki.ca, Some(&admin)))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a TLS 1.2 handshake after the reload");
+    tls.write_all(b"GET /v2/keys/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    quick(tls.read_to_end(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+}

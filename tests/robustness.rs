@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{seeds, tls_config, CertFiles, Client, Keygate, Pki, Resp, Rng};
+use common::{seeds, tls12_config, tls_config, CertFiles, Client, Keygate, Pki, Resp, Rng};
 use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -114,35 +114,6 @@ async fn tls_connect(
     TlsConnector::from(cfg)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
-}
-
-/// Like [`tls_config`], TLS 1.2 only: there the server's refusal of the
-/// client certificate fails the handshake itself.
-fn tls12_config(ca: &std::path::Path, cert: Option<&CertFiles>) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS12])
-    .unwrap()
-    .with_root_certificates(roots);
-    let cfg = match cert {
-        Some(c) => {
-            let chain = CertificateDer::pem_file_iter(&c.cert)
-                .unwrap()
-                .map(|c| c.unwrap())
-                .collect();
-            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&c.key).unwrap())
-                .unwrap()
-        }
-        None => b.with_no_client_auth(),
-    };
-    Arc::new(cfg)
 }
 
 /// Asserts that a client presenting `cert` gets no HTTP answer: with TLS

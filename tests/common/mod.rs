@@ -474,6 +474,35 @@ pub fn tls_config(
     Arc::new(cfg)
 }
 
+/// Like [`tls_config`], TLS 1.2 only: there the server's refusal of the
+/// client certificate fails the handshake itself.
+pub fn tls12_config(ca: &std::path::Path, cert: Option<&CertFiles>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match cert {
+        Some(c) => {
+            let chain = CertificateDer::pem_file_iter(&c.cert)
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            b.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(&c.key).unwrap())
+                .unwrap()
+        }
+        None => b.with_no_client_auth(),
+    };
+    Arc::new(cfg)
+}
+
 /// A response, fully read.
 #[derive(Debug, Clone)]
 pub struct Resp {
