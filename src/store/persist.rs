@@ -1046,10 +1046,57 @@ pub struct Import {
     pub expired: u64,
 }
 
+/// JSON nesting an import may have: an export of a key as deep as a
+/// request can name (about 8,000 levels) nests two levels a key level.
+const MAX_IMPORT_NESTING: usize = 2 * 10_000 + 16;
+
+/// The largest index an import may set: far below where adding to it
+/// could wrap.
+const MAX_IMPORT_INDEX: u64 = i64::MAX as u64;
+
+/// How deep `bytes` nest arrays and objects (outside strings), counted up
+/// to `limit + 1`.
+fn nesting(bytes: &[u8], limit: usize) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    break;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Reads an export, or a recursive GET of `/` taken from any etcd v2, into
 /// mutations. Parsing runs on a thread with a large stack, so a key 8,000
-/// levels deep imports.
+/// levels deep imports; anything nested deeper than such an export is
+/// refused before parsing (parsing, and dropping what it made, recurse
+/// once a level).
 pub fn read_import(bytes: Vec<u8>, now: i64) -> Result<Import, String> {
+    let deepest = nesting(&bytes, MAX_IMPORT_NESTING);
+    if deepest > MAX_IMPORT_NESTING {
+        return Err(format!(
+            "nested more than {MAX_IMPORT_NESTING} levels deep: deeper than any export (a key has at most about 8,000 levels)"
+        ));
+    }
     std::thread::Builder::new()
         .stack_size(1 << 30)
         .spawn(move || {
@@ -1071,12 +1118,24 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
     let root = v
         .get("node")
         .ok_or("no \"node\": expected the answer to GET /v2/keys/?recursive=true&sorted=true")?;
+    let index = match v.get("etcdIndex") {
+        None => 0,
+        Some(i) => i
+            .as_u64()
+            .filter(|i| *i <= MAX_IMPORT_INDEX)
+            .ok_or_else(|| {
+                format!("\"etcdIndex\" is not an integer from 0 to {MAX_IMPORT_INDEX}")
+            })?,
+    };
     let mut out = Import {
         mutations: Vec::new(),
-        index: v.get("etcdIndex").and_then(Value::as_u64).unwrap_or(0),
+        index,
         nodes: 0,
         expired: 0,
     };
+    // Each key once: a second node with a key would replace the first
+    // (and with it, a directory's children) without a word.
+    let mut seen = std::collections::HashSet::new();
     if root
         .get("key")
         .and_then(Value::as_str)
@@ -1114,11 +1173,16 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
         // Every node etcd writes has indexes of 1 or more; one of 0 would
         // be listed without it (as etcd omits it), and that export would
         // not import again.
+        if !seen.insert(key) {
+            return Err(format!("node {key:?} is listed twice"));
+        }
         let index = |name: &str| {
             n.get(name)
                 .and_then(Value::as_u64)
-                .filter(|i| *i > 0)
-                .ok_or_else(|| format!("node {key:?}: no {name} (an integer of 1 or more)"))
+                .filter(|i| (1..=MAX_IMPORT_INDEX).contains(i))
+                .ok_or_else(|| {
+                    format!("node {key:?}: no {name} (an integer from 1 to {MAX_IMPORT_INDEX})")
+                })
         };
         let created = index("createdIndex")?;
         let modified = index("modifiedIndex")?;
@@ -1129,6 +1193,11 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
             ));
         }
         let dir = n.get("dir").and_then(Value::as_bool).unwrap_or(false);
+        if !dir && !children(n)?.is_empty() {
+            return Err(format!(
+                "node {key:?}: \"nodes\" below a key (a directory says \"dir\": true)"
+            ));
+        }
         let expiration = match n.get("expiration") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(
@@ -1348,6 +1417,63 @@ mod tests {
         assert!(rec.snapshot_index.is_some_and(|s| s > 2000));
         assert_eq!(rows(&rec.root), rows(&root));
         assert!(!dir.path().join(SNAP_TMP).exists());
+    }
+
+    /// An import that would lose nodes without a word, or set an index
+    /// that cannot grow, is refused; so is one nested deeper than any
+    /// export, before parsing (which recursed once a level and overflowed
+    /// its stack).
+    #[test]
+    fn an_import_that_would_lose_or_wrap_anything_is_refused() {
+        let refused = |text: &[u8], says: &str| {
+            let e = read_import(text.to_vec(), 0)
+                .err()
+                .unwrap_or_else(|| panic!("imported: {}", String::from_utf8_lossy(text)));
+            assert!(e.contains(says), "{e}");
+        };
+        let key = |k: &str, i: u64| {
+            format!(r#"{{"key":"{k}","value":"v","createdIndex":{i},"modifiedIndex":{i}}}"#)
+        };
+        refused(
+            format!(
+                r#"{{"node":{{"dir":true,"nodes":[{{"key":"/a","dir":true,"createdIndex":1,"modifiedIndex":1,"nodes":[{}]}},{{"key":"/a","dir":true,"createdIndex":3,"modifiedIndex":3}}]}}}}"#,
+                key("/a/b", 2)
+            )
+            .as_bytes(),
+            "\"/a\" is listed twice",
+        );
+        refused(
+            format!(
+                r#"{{"node":{{"dir":true,"nodes":[{{"key":"/a","value":"v","createdIndex":1,"modifiedIndex":1,"nodes":[{}]}}]}}}}"#,
+                key("/a/b", 2)
+            )
+            .as_bytes(),
+            "\"nodes\" below a key",
+        );
+        for index in ["\"1000\"", "-1", "1e3", "18446744073709551615"] {
+            let text = format!(r#"{{"etcdIndex":{index},"node":{{"dir":true}}}}"#);
+            refused(text.as_bytes(), "\"etcdIndex\" is not an integer");
+        }
+        let text = format!(
+            r#"{{"node":{{"dir":true,"nodes":[{}]}}}}"#,
+            key("/a", 9_223_372_036_854_775_808)
+        );
+        refused(text.as_bytes(), "no createdIndex");
+        refused(&vec![b'['; 20_000_000], "nested more than");
+        // As deep as an export may be: parsed (and refused for what it is).
+        let deepest = format!(
+            "{}{}",
+            "[".repeat(MAX_IMPORT_NESTING),
+            "]".repeat(MAX_IMPORT_NESTING)
+        );
+        refused(deepest.as_bytes(), "no \"node\"");
+        // Brackets in strings (escaped quotes too) are not nesting.
+        let value = format!("\\\"{}", "[".repeat(2 * MAX_IMPORT_NESTING));
+        let text = format!(
+            r#"{{"etcdIndex":9223372036854775807,"node":{{"dir":true,"nodes":[{{"key":"/a","value":"{value}","createdIndex":1,"modifiedIndex":1}}]}}}}"#
+        );
+        let import = read_import(text.into_bytes(), 0).unwrap();
+        assert_eq!((import.nodes, import.index), (1, i64::MAX as u64));
     }
 
     /// A compaction that fails (here its snapshot's temporary file cannot
