@@ -153,6 +153,9 @@ fn one_line(msg: &str) -> String {
 fn check(path: &Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
+    // What `serve` would refuse before it starts.
+    served_backend(path, &config)?;
+    raise_nofile(config.server.max_connections, true)?;
     println!("{}: OK", path.display());
     println!(
         "listen {} (advertised as {})",
@@ -615,21 +618,43 @@ fn init_logging(format: &str) {
 
 /// Raises the open-files limit to its hard maximum; fails when
 /// `max_connections` cannot fit under it.
-fn raise_nofile(max_connections: usize) -> Result<(), String> {
+/// Raises the open-files limit to its hard limit, and checks that it
+/// allows `max_connections`; `check_only` (for `check`) checks what it
+/// could be raised to, changing nothing.
+fn raise_nofile(max_connections: usize, check_only: bool) -> Result<(), String> {
     let (soft, hard) = rlimit::Resource::NOFILE
         .get()
         .map_err(|e| format!("cannot read the open-files limit: {e}"))?;
-    if soft < hard {
-        let _ = rlimit::Resource::NOFILE.set(hard, hard);
-    }
-    let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((soft, hard));
+    let limit = if check_only {
+        hard
+    } else {
+        if soft < hard {
+            let _ = rlimit::Resource::NOFILE.set(hard, hard);
+        }
+        rlimit::Resource::NOFILE.get().unwrap_or((soft, hard)).0
+    };
     let needed = max_connections as u64 + 64;
-    if soft < needed {
+    if limit < needed {
         return Err(format!(
-            "server.max_connections: {max_connections} connections need {needed} open files but the limit is {soft}: lower it or raise the limit (ulimit -n)"
+            "server.max_connections: {max_connections} connections need {needed} open files but the limit is {limit}: lower it or raise the limit (ulimit -n)"
         ));
     }
     Ok(())
+}
+
+/// The embedded store's directory and compaction size; upstream is
+/// refused (not in this version).
+fn served_backend(path: &Path, config: &Config) -> Result<(PathBuf, u64), String> {
+    match &config.backend {
+        Backend::Embedded {
+            data_dir,
+            compact_bytes,
+        } => Ok((data_dir.clone(), *compact_bytes)),
+        Backend::Upstream { .. } => Err(format!(
+            "{}: backend.kind: \"upstream\" is not available in this version: use \"embedded\"",
+            path.display()
+        )),
+    }
 }
 
 fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
@@ -642,19 +667,8 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         .listen
         .parse()
         .map_err(|_| format!("{}: server.listen: invalid address", path.display()))?;
-    raise_nofile(config.server.max_connections)?;
-    let (data_dir, compact_bytes) = match &config.backend {
-        Backend::Embedded {
-            data_dir,
-            compact_bytes,
-        } => (data_dir.clone(), *compact_bytes),
-        Backend::Upstream { .. } => {
-            return Err(format!(
-                "{}: backend.kind: \"upstream\" is not available in this version: use \"embedded\"",
-                path.display()
-            ))
-        }
-    };
+    raise_nofile(config.server.max_connections, false)?;
+    let (data_dir, compact_bytes) = served_backend(path, &config)?;
     // Take the port first: a port in use fails before the store is touched.
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

@@ -279,13 +279,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// The canonical form of a policy prefix, or `None` when `p` is canonical.
-pub fn canonical_prefix(p: &str) -> Option<String> {
-    let canonical = {
-        let trimmed = p.trim_end_matches(['*', '/']);
-        let c = crate::v2::request::go_clean(&format!("/{trimmed}"));
-        c.replace('*', "")
-    };
+/// What is wrong with a policy prefix, with its canonical form when one
+/// can be said; `None` when `p` is canonical.
+pub fn prefix_problem(p: &str) -> Option<String> {
     let ok = p.starts_with('/')
         && !p.contains('*')
         && (p == "/" || !p.ends_with('/'))
@@ -293,10 +289,56 @@ pub fn canonical_prefix(p: &str) -> Option<String> {
             .split('/')
             .all(|s| p == "/" || (!s.is_empty() && s != "." && s != ".."));
     if ok {
-        None
-    } else {
-        Some(canonical)
+        return None;
     }
+    if p.is_empty() {
+        return Some(
+            "an empty prefix: write \"/\" for the whole store, or the path of a subtree".into(),
+        );
+    }
+    let stars = p.trim_end_matches('*');
+    let trimmed = stars.trim_end_matches('/');
+    if trimmed.contains('*') {
+        return Some(format!(
+            "prefix {p:?} has '*' inside: prefixes are literal paths, each covering a whole subtree; write the directory above, or one prefix per subtree"
+        ));
+    }
+    if stars.len() < p.len() && !stars.is_empty() && !stars.ends_with('/') {
+        return Some(format!(
+            "prefix {p:?} ends in a partial name: prefixes cover whole path segments, so {stars:?} would not cover {:?}; write one prefix per subtree",
+            format!("{stars}x")
+        ));
+    }
+    let canonical = crate::v2::request::go_clean(&format!("/{trimmed}"));
+    Some(format!(
+        "prefix {p:?} is not canonical: keygate prefixes cover subtrees; write {canonical:?}"
+    ))
+}
+
+/// The field set on the line of byte `at` in TOML `text`: the table of
+/// the header above it and the key before the line's `=` (`None` when the
+/// line sets none, as inside a list written over several lines).
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let (key, _) = text[start..end].split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with(['[', '#']) || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let key = key.replace('"', "");
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with('['))
+        .and_then(|h| h.trim_start_matches('[').split(']').next())
+        .map(str::trim);
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key,
+    })
 }
 
 /// Checks a glob: not empty, no `***`.
@@ -340,7 +382,10 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             let msg = e.message().replace('\n', " ");
-            ConfigError(format!("{file}:{line}:{col}: {msg}"))
+            match e.span().and_then(|s| key_at(text, s.start)) {
+                Some(field) => ConfigError(format!("{file}:{line}:{col}: {field}: {msg}")),
+                None => ConfigError(format!("{file}:{line}:{col}: {msg}")),
+            }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &str| -> PathBuf {
@@ -551,13 +596,8 @@ impl Config {
         for (name, r) in raw.roles {
             for (verb, list) in [("read", &r.read), ("write", &r.write)] {
                 for p in list {
-                    if let Some(c) = canonical_prefix(p) {
-                        return Err(err(
-                            &format!("roles.{name}.{verb}"),
-                            format!(
-                                "prefix {p:?} is not canonical: keygate prefixes cover subtrees; write {c:?}"
-                            ),
-                        ));
+                    if let Some(problem) = prefix_problem(p) {
+                        return Err(err(&format!("roles.{name}.{verb}"), problem));
                     }
                 }
             }
@@ -694,13 +734,34 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        assert_eq!(canonical_prefix("/team-a"), None);
-        assert_eq!(canonical_prefix("/"), None);
-        assert_eq!(canonical_prefix("/team-a/*").as_deref(), Some("/team-a"));
-        assert_eq!(canonical_prefix("/team-a/").as_deref(), Some("/team-a"));
-        assert_eq!(canonical_prefix("team-a").as_deref(), Some("/team-a"));
-        assert_eq!(canonical_prefix("/a//b").as_deref(), Some("/a/b"));
-        assert_eq!(canonical_prefix("/a/../b").as_deref(), Some("/b"));
+        assert_eq!(prefix_problem("/team-a"), None);
+        assert_eq!(prefix_problem("/"), None);
+        let says = |p: &str| prefix_problem(p).unwrap();
+        for (p, canonical) in [
+            ("/team-a/*", "/team-a"),
+            ("/team-a/", "/team-a"),
+            ("team-a", "/team-a"),
+            ("/a//b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("*", "/"),
+            ("/*", "/"),
+        ] {
+            assert!(
+                says(p).ends_with(&format!("write {canonical:?}")),
+                "{p}: {}",
+                says(p)
+            );
+        }
+        // No suggestion that would not mean what was written.
+        assert!(says("").starts_with("an empty prefix"), "{}", says(""));
+        for p in ["/a/*/b", "/*/b", "/a*b"] {
+            assert!(says(p).contains("has '*' inside"), "{p}: {}", says(p));
+        }
+        let s = says("/team-*");
+        assert!(
+            s.contains("partial name") && s.contains("\"/team-\" would not cover \"/team-x\""),
+            "{s}"
+        );
     }
 
     const MIN: &str = "[tls]\ncert='c'\nkey='k'\nclient_ca='ca'\n[backend]\ndata_dir='d'\n";
@@ -712,7 +773,10 @@ mod tests {
             &format!("{MIN}[log]\nfromat = 'json'\n"),
         )
         .unwrap_err();
-        assert!(e.0.starts_with("k.toml:8:1: unknown field `fromat`"), "{e}");
+        assert!(
+            e.0.starts_with("k.toml:8:1: log.fromat: unknown field `fromat`"),
+            "{e}"
+        );
     }
 
     #[test]

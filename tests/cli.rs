@@ -180,6 +180,56 @@ fn unknown_key_has_file_line_and_column() {
     assert!(line.contains("raed"), "{line}");
 }
 
+/// A value of the wrong type names its field (its table and key), with
+/// the file, line and column.
+#[test]
+fn a_value_of_the_wrong_type_names_its_field() {
+    let s = Setup::new();
+    for (from, to, field) in [
+        (
+            "idle_timeout = \"2m\"",
+            "idle_timeout = \"2m\"\nmax_connections = \"10\"",
+            "server.max_connections",
+        ),
+        ("roles = [\"team-a\"]", "roles = \"team-a\"", "bind.roles"),
+        ("read = [\"/team-a\"]", "read = 7", "roles.team-a.read"),
+    ] {
+        let config = s.variant(from, to);
+        let line = one_line_error(&check(&config));
+        assert!(line.contains(&format!("{}:", config.display())), "{line}");
+        assert!(line.contains(&format!(": {field}: ")), "{line}");
+        assert!(line.contains("invalid type"), "{line}");
+    }
+}
+
+/// `check` refuses what `serve` would refuse before it starts: a backend
+/// this version does not serve, more connections than the open-files
+/// limit can hold.
+#[test]
+fn check_refuses_what_serve_refuses() {
+    let s = Setup::new();
+    let config = s.variant(
+        "data_dir = \"data\"",
+        "kind = \"upstream\"\nendpoints = [\"https://127.0.0.1:2379\"]",
+    );
+    for out in [serve(&config), check(&config)] {
+        let line = one_line_error(&out);
+        assert!(line.contains(config.to_str().unwrap()), "{line}");
+        assert!(line.contains("backend.kind: \"upstream\""), "{line}");
+    }
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    if hard < 1 << 40 {
+        let config = s.variant(
+            "idle_timeout = \"2m\"",
+            &format!("idle_timeout = \"2m\"\nmax_connections = {hard}"),
+        );
+        for out in [serve(&config), check(&config)] {
+            let line = one_line_error(&out);
+            assert!(line.contains("server.max_connections"), "{line}");
+        }
+    }
+}
+
 #[test]
 fn missing_certificate_file() {
     let s = Setup::new();
