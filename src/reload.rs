@@ -14,6 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
@@ -207,6 +208,12 @@ fn apply(app: &App) -> Result<(), String> {
         current.boot.clone(),
         current.allow_dev_certs,
     )?);
+    // A directory's removal records the watched paths below it, for the
+    // clients that read them; the ones clients may newly read are added
+    // first, and every removal published after the grants change (even one
+    // applied before) records them. The ones no longer read go after.
+    app.store
+        .add_watched(watched.clone(), Duration::from_secs(10));
     // Each client's new grants (none: its chain is no longer trusted),
     // decided before the lock below: verifying chains again takes time,
     // and handshakes wait for that lock.

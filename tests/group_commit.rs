@@ -256,3 +256,46 @@ async fn no_event_reaches_a_watch_while_a_reload_changes_grants() {
     }
     store.shutdown(Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_added_to_the_watched_ones_are_in_every_removal_published_after() {
+    // A directory's removal records the watched paths below it (the
+    // clients that read only those learn of it from them). A reload adds
+    // the paths clients may newly read before their grants change: the
+    // removals applied without them must all be published by then.
+    let (store, durable, _) = start(300, u64::MAX);
+    let removal = || WriteOp::Delete {
+        key: "/a".into(),
+        dir: true,
+        recursive: true,
+        prev_value: String::new(),
+        prev_index: 0,
+    };
+    store.write(put("/a/b/c")).await.unwrap();
+    // Applied at once, committed 300 ms later.
+    let before = tokio::spawn({
+        let store = store.clone();
+        async move { store.write(removal()).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let added = tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || {
+            store.add_watched(vec!["/a/b".into()], Duration::from_secs(10));
+            durable.load(Ordering::SeqCst)
+        }
+    })
+    .await
+    .unwrap();
+    let (event, index) = before.await.unwrap();
+    assert!(
+        added >= index,
+        "add_watched returned at index {added}, before the removal at {index} was published"
+    );
+    assert!(event.removed_paths.is_empty(), "{:?}", event.removed_paths);
+    // A removal applied after records the new path.
+    store.write(put("/a/b/c")).await.unwrap();
+    let (event, _) = store.write(removal()).await.unwrap();
+    assert_eq!(event.removed_paths, vec!["/a/b".to_string()]);
+    store.shutdown(Duration::from_secs(5));
+}

@@ -294,7 +294,11 @@ impl Shared {
 
 enum Command {
     Write(WriteOp, oneshot::Sender<WriteResult>),
+    /// Replaces the watched paths.
     SetWatched(Vec<String>),
+    /// Adds watched paths; answers once every batch applied before is
+    /// published.
+    AddWatched(Vec<String>, mpsc::Sender<()>),
     Shutdown(std::sync::mpsc::Sender<()>),
 }
 
@@ -527,9 +531,23 @@ impl Store {
     }
 
     /// Replaces the watched paths (the policy's read prefixes) whose
-    /// existence a directory removal records.
+    /// existence a directory removal records. Returns at once: the paths
+    /// it drops must no longer be readable by anyone (see
+    /// [`Store::add_watched`]).
     pub fn set_watched(&self, watched: Vec<String>) {
         let _ = self.tx.send(Command::SetWatched(watched));
+    }
+
+    /// Adds watched paths, and returns once every batch applied without
+    /// them is published (or after `timeout`): a removal published from
+    /// then on records the new paths below it. A reload adds the paths a
+    /// client may newly read before its grants change, so that no removal
+    /// reaches that client without them.
+    pub fn add_watched(&self, watched: Vec<String>, timeout: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Command::AddWatched(watched, tx)).is_ok() {
+            let _ = rx.recv_timeout(timeout);
+        }
     }
 
     /// Stops the writer after the writes already queued, and waits (up to
@@ -619,6 +637,8 @@ struct Batch {
 
 enum ToCommit {
     Batch(Batch),
+    /// Answer once the batches before are published.
+    Marker(mpsc::Sender<()>),
     /// Close the journal, then answer.
     Close(mpsc::Sender<()>),
 }
@@ -649,10 +669,14 @@ type Gathered = (
     Option<std::sync::mpsc::Sender<()>>,
 );
 
+/// Gathers a batch; changes of the watched paths on the way apply to it
+/// whole (`markers`: those to answer once the batches before it are
+/// published).
 fn gather(
     first: Command,
     rx: &mpsc::Receiver<Command>,
     watched: &mut BTreeSet<String>,
+    markers: &mut Vec<mpsc::Sender<()>>,
 ) -> Gathered {
     let mut batch = Vec::new();
     let mut bytes = 0;
@@ -664,6 +688,10 @@ fn gather(
                 batch.push((op, reply));
             }
             Command::SetWatched(w) => *watched = w.into_iter().collect(),
+            Command::AddWatched(w, done) => {
+                watched.extend(w);
+                markers.push(done);
+            }
             Command::Shutdown(done) => return (batch, Some(done)),
         }
         if batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_RECORD_BYTES {
@@ -699,8 +727,14 @@ impl Writer {
                     Err(_) => return,
                 },
             };
-            let (batch, stop) = gather(first, &rx, &mut self.watched);
+            let mut markers = Vec::new();
+            let (batch, stop) = gather(first, &rx, &mut self.watched, &mut markers);
+            // Every batch handed over before this one was applied without
+            // the added paths: the markers follow them (and this one).
             self.commit_batch(batch);
+            for done in markers {
+                let _ = self.to_commit.send(ToCommit::Marker(done));
+            }
             if let Some(done) = stop {
                 // The committer closes the journal after what is queued.
                 if let Err(mpsc::SendError(ToCommit::Close(done))) =
@@ -1225,6 +1259,9 @@ impl Committer {
         while let Ok(msg) = rx.recv() {
             match msg {
                 ToCommit::Batch(batch) => self.commit(batch),
+                ToCommit::Marker(done) => {
+                    let _ = done.send(());
+                }
                 ToCommit::Close(done) => {
                     if self.failed.is_none() {
                         self.journal.close(&self.root, self.index);
@@ -1425,7 +1462,7 @@ mod tests {
         let mut watched = BTreeSet::new();
         let sizes: Vec<usize> = std::iter::from_fn(|| {
             let first = rx.try_recv().ok()?;
-            Some(gather(first, &rx, &mut watched).0.len())
+            Some(gather(first, &rx, &mut watched, &mut Vec::new()).0.len())
         })
         .collect();
         assert_eq!(sizes, [2, 2, 2]);
@@ -1436,6 +1473,9 @@ mod tests {
             tx.send(Command::Write(put("v"), reply)).unwrap();
         }
         let first = rx.try_recv().unwrap();
-        assert_eq!(gather(first, &rx, &mut watched).0.len(), 100);
+        assert_eq!(
+            gather(first, &rx, &mut watched, &mut Vec::new()).0.len(),
+            100
+        );
     }
 }
