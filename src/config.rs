@@ -427,6 +427,21 @@ impl Config {
             ));
         }
         let advertise_url = s.advertise_url;
+        // What etcdctl and python-etcd sync their endpoints to: a URL they
+        // can use, or they lose the gateway.
+        if let Some(url) = &advertise_url {
+            let usable = url.parse::<hyper::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("https" | "http"))
+                    && u.host().is_some_and(|h| !h.is_empty())
+                    && u.path_and_query().is_none_or(|p| p.as_str() == "/")
+            });
+            if !usable {
+                return Err(err(
+                    "server.advertise_url",
+                    format!("{url:?} is not a URL clients can use: write https://HOST:PORT"),
+                ));
+            }
+        }
         if let Some(ops) = &s.ops_listen {
             ops.parse::<SocketAddr>().map_err(|_| {
                 err(

@@ -230,6 +230,46 @@ fn check_refuses_what_serve_refuses() {
     }
 }
 
+/// `/v2/members` and `/v2/machines` hand `advertise_url` to clients that
+/// sync their endpoints: it must be a URL they can use.
+#[test]
+fn an_unusable_advertise_url_is_refused() {
+    let s = Setup::new();
+    for bad in [
+        "127.0.0.1:2379",
+        "ftp://h:2379",
+        "https://",
+        "https://h:2379/v2",
+        "h t t p",
+    ] {
+        let config = s.variant(
+            "idle_timeout = \"2m\"",
+            &format!("idle_timeout = \"2m\"\nadvertise_url = {bad:?}"),
+        );
+        for out in [serve(&config), check(&config)] {
+            let line = one_line_error(&out);
+            assert!(line.contains("server.advertise_url"), "{bad}: {line}");
+        }
+    }
+    for good in [
+        "https://gate.example:2379",
+        "https://10.0.0.1:2379/",
+        "http://127.0.0.1:2379",
+    ] {
+        let config = s.variant(
+            "idle_timeout = \"2m\"",
+            &format!("idle_timeout = \"2m\"\nadvertise_url = {good:?}"),
+        );
+        let out = check(&config);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{good}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn missing_certificate_file() {
     let s = Setup::new();
