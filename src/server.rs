@@ -280,7 +280,7 @@ fn connections_over_limit(app: &App) -> hyper::Response<crate::body::ApiBody> {
 /// An HTTP/2 connection over `max_connections_per_identity`: its streams
 /// are answered 503, and once one was, the connection is shut down
 /// gracefully (GOAWAY); it is closed at `request_timeout` in any case, and
-/// at once when keygate stops.
+/// shut down the same way when keygate stops.
 async fn refuse_h2(tls: TlsStream, app: Arc<App>, limits: ServerLimits, stop: StopSignal) {
     let answered = Arc::new(tokio::sync::Notify::new());
     let told = answered.clone();
@@ -321,47 +321,105 @@ impl std::fmt::Display for RequestTimedOut {
 
 impl std::error::Error for RequestTimedOut {}
 
-/// The open streams of an HTTP/2 connection, and since when it has had
-/// none.
+/// The open streams of an HTTP/2 connection: how many, since when it has
+/// had none, and the deadlines of the answers being sent.
 struct Streams {
-    state: std::sync::Mutex<(usize, tokio::time::Instant)>,
+    state: std::sync::Mutex<StreamsState>,
+    /// Told when an answer's deadline is added.
+    deadline_added: tokio::sync::Notify,
+}
+
+struct StreamsState {
+    open: usize,
+    idle_since: tokio::time::Instant,
+    next_id: u64,
+    /// Deadline of each answer (not a watch) still being sent, by stream.
+    answering: std::collections::BTreeMap<u64, tokio::time::Instant>,
 }
 
 impl Streams {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, tokio::time::Instant)> {
+    fn new() -> Streams {
+        Streams {
+            state: std::sync::Mutex::new(StreamsState {
+                open: 0,
+                idle_since: tokio::time::Instant::now(),
+                next_id: 0,
+                answering: Default::default(),
+            }),
+            deadline_added: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StreamsState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A stream whose request begins now.
     fn open(self: &Arc<Streams>) -> OpenStream {
-        self.lock().0 += 1;
-        OpenStream(self.clone())
+        let mut state = self.lock();
+        state.open += 1;
+        state.next_id += 1;
+        OpenStream {
+            streams: self.clone(),
+            id: state.next_id,
+        }
     }
 
-    /// Completes once the connection has had no open stream for `idle`.
-    async fn idle_for(&self, idle: std::time::Duration) {
-        let mut at = tokio::time::Instant::now() + idle;
+    /// Completes once the connection has had no open stream for `idle`, or
+    /// an answer is still being sent past its deadline (a client that
+    /// grants no flow-control window holds it, and its connection,
+    /// otherwise).
+    async fn overdue(&self, idle: std::time::Duration) {
         loop {
-            tokio::time::sleep_until(at).await;
-            let (open, since) = *self.lock();
+            let added = self.deadline_added.notified();
+            let mut added = std::pin::pin!(added);
+            added.as_mut().enable();
             let now = tokio::time::Instant::now();
-            if open == 0 && since + idle <= now {
-                return;
+            let next = {
+                let state = self.lock();
+                let answer = state.answering.values().min().copied();
+                if answer.is_some_and(|d| d <= now)
+                    || (state.open == 0 && state.idle_since + idle <= now)
+                {
+                    return;
+                }
+                let idle_at = if state.open == 0 {
+                    state.idle_since + idle
+                } else {
+                    now + idle
+                };
+                answer.map_or(idle_at, |d| d.min(idle_at))
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                () = added => {}
             }
-            at = if open == 0 { since + idle } else { now + idle };
         }
     }
 }
 
 /// One open stream: from its request until its answer's body is done (or
 /// dropped, as when the client resets the stream).
-struct OpenStream(Arc<Streams>);
+struct OpenStream {
+    streams: Arc<Streams>,
+    id: u64,
+}
+
+impl OpenStream {
+    /// The answer is to be sent by `deadline`.
+    fn answer_by(&self, deadline: tokio::time::Instant) {
+        self.streams.lock().answering.insert(self.id, deadline);
+        self.streams.deadline_added.notify_one();
+    }
+}
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
-        state.0 -= 1;
-        if state.0 == 0 {
-            state.1 = tokio::time::Instant::now();
+        let mut state = self.streams.lock();
+        state.answering.remove(&self.id);
+        state.open -= 1;
+        if state.open == 0 {
+            state.idle_since = tokio::time::Instant::now();
         }
     }
 }
@@ -399,10 +457,12 @@ impl hyper::body::Body for H2Body {
 }
 
 /// HTTP/2 through hyper. Each stream's request is read and answered within
-/// `request_timeout` (a watch's body excepted, once its headers are sent);
-/// a connection without open streams for `idle_timeout` is shut down
-/// gracefully (GOAWAY), as is every connection when keygate stops, its
-/// watches ended cleanly first.
+/// `request_timeout` (a watch's body excepted, once its headers are sent):
+/// a stream whose answer is not ready by then is reset, and a connection
+/// whose answer is not sent by then (the client grants no window) is shut
+/// down, as is one without open streams for `idle_timeout` (GOAWAY, then
+/// closed after `request_timeout` at most); when keygate stops, every
+/// connection is, its watches ended cleanly first.
 async fn serve_h2(
     tls: TlsStream,
     app: Arc<App>,
@@ -410,9 +470,7 @@ async fn serve_h2(
     limits: ServerLimits,
     stop: StopSignal,
 ) {
-    let streams = Arc::new(Streams {
-        state: std::sync::Mutex::new((0, tokio::time::Instant::now())),
-    });
+    let streams = Arc::new(Streams::new());
     // One signal per stream: each answer's body waits with its own waker.
     let stopper = Arc::new(crate::stop::Stopper::new());
     let svc = {
@@ -421,15 +479,21 @@ async fn serve_h2(
         let request_timeout = limits.request_timeout;
         service_fn(move |req| {
             let open = streams.open();
+            let deadline = tokio::time::Instant::now() + request_timeout;
             let signal = stopper.signal();
             let answer = api::handle(app.clone(), client.clone(), req);
             async move {
-                match tokio::time::timeout(request_timeout, answer).await {
-                    Ok(resp) => Ok(resp.map(|body| H2Body {
-                        body,
-                        stop: signal,
-                        _open: open,
-                    })),
+                match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(resp) => {
+                        if !matches!(resp.body(), crate::body::ApiBody::Watch(_)) {
+                            open.answer_by(deadline);
+                        }
+                        Ok(resp.map(|body| H2Body {
+                            body,
+                            stop: signal,
+                            _open: open,
+                        }))
+                    }
                     Err(_) => Err(RequestTimedOut),
                 }
             }
@@ -449,10 +513,9 @@ async fn serve_h2(
             }
             return;
         }
-        () = stop.stopping() => {}
-        () = streams.idle_for(limits.idle_timeout) => {}
+        () = stop.stopping() => stopper.stop(),
+        () = streams.overdue(limits.idle_timeout) => {}
     }
-    stopper.stop();
     conn.as_mut().graceful_shutdown();
     // Answers in flight finish within their own deadline; a client that
     // holds the connection past it is closed.

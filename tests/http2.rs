@@ -27,16 +27,24 @@ type AnyBody = BoxBody<Bytes, Infallible>;
 /// An HTTP/2 connection whose requests may carry any body, and the task
 /// that runs it (finished once the server closed the connection).
 async fn connect(kg: &Keygate, cert: &CertFiles) -> (SendRequest<AnyBody>, JoinHandle<()>) {
+    connect_with(kg, cert, |_| {}).await
+}
+
+/// [`connect`], the client's HTTP/2 settings shaped by `settings`.
+async fn connect_with(
+    kg: &Keygate,
+    cert: &CertFiles,
+    settings: impl FnOnce(&mut hyper::client::conn::http2::Builder<TokioExecutor>),
+) -> (SendRequest<AnyBody>, JoinHandle<()>) {
     let tls = common::tls_config(&kg.pki.ca, Some(cert), &[b"h2"]);
     let tcp = tokio::net::TcpStream::connect(kg.addr()).await.unwrap();
     let tls = TlsConnector::from(tls)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    settings(&mut builder);
+    let (send, conn) = builder.handshake(TokioIo::new(tls)).await.unwrap();
     let conn = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -301,4 +309,38 @@ async fn sigterm_ends_http2_watches_cleanly() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(code.success(), "{code:?}");
+}
+
+/// request_timeout bounds sending the answer too: a client that grants no
+/// flow-control window (so the answer cannot be sent) loses the
+/// connection, where its stream held it (and the answer) for ever.
+#[tokio::test]
+async fn an_answer_the_client_never_takes_ends_its_connection() {
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("h2");
+    let kg = Keygate::start(
+        pki.clone(),
+        "request_timeout = \"1s\"\nidle_timeout = \"60s\"",
+    );
+    let (mut c, _) = connect(&kg, &cert).await;
+    let r = c
+        .send_request(request(&kg, "PUT", "/v2/keys/k", full("value=v")))
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.status, 201);
+    let (mut starving, conn) = connect_with(&kg, &cert, |b| {
+        b.initial_stream_window_size(0);
+    })
+    .await;
+    let started = Instant::now();
+    let answer = starving
+        .send_request(request(&kg, "GET", "/v2/keys/k", full("")))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the connection outlived its answer's deadline")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
 }
