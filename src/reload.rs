@@ -212,8 +212,12 @@ fn apply(app: &App) -> Result<(), String> {
     // clients that read them; the ones clients may newly read are added
     // first, and every removal published after the grants change (even one
     // applied before) records them. The ones no longer read go after.
-    app.store
-        .add_watched(watched.clone(), Duration::from_secs(10));
+    if !app
+        .store
+        .add_watched(watched.clone(), Duration::from_secs(10))
+    {
+        tracing::warn!("reload: the store did not publish its writes in flight within 10 s: a directory removed meanwhile may not reach a newly granted client's watches");
+    }
     // Each client's new grants (none: its chain is no longer trusted),
     // decided before the lock below: verifying chains again takes time,
     // and handshakes wait for that lock.
@@ -231,7 +235,6 @@ fn apply(app: &App) -> Result<(), String> {
         // and every one that exists now is updated below.
         let _no_new_clients = app.reloading.write().unwrap_or_else(|p| p.into_inner());
         app.live.store(live.clone());
-        app.store.set_watched(watched);
         // The clients made since, under the configuration before.
         let seen: std::collections::HashSet<*const crate::api::Client> =
             decided.iter().map(|(c, _)| Arc::as_ptr(c)).collect();
@@ -247,7 +250,7 @@ fn apply(app: &App) -> Result<(), String> {
         // watch (its client read everything) never sees an event after
         // its client's grants narrowed. A watch being set up now waits,
         // then is decided under the new grants.
-        app.store.redecide_watches_after(|| {
+        let ended = app.store.redecide_watches_after(|| {
             for (client, grants) in decided {
                 match grants {
                     Some(grants) => client.auth.grants.store(grants),
@@ -260,7 +263,10 @@ fn apply(app: &App) -> Result<(), String> {
                     }
                 }
             }
-        })
+        });
+        // No client reads the paths dropped now.
+        app.store.set_watched(watched);
+        ended
     };
     for field in &restart {
         tracing::warn!(

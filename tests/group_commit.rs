@@ -10,11 +10,12 @@ use std::time::Duration;
 use keygate::store::tree::Node;
 use keygate::store::{Journal, Mutation, Store, WriteOp};
 
-/// A slow disk: each commit takes `delay`; `durable` is the index the
-/// last successful commit made durable. Commits from the `fail_from`th on
-/// fail.
+/// A slow disk: each commit takes `delay`; `begun` is the index of the
+/// last commit begun, `durable` the index the last successful commit made
+/// durable. Commits from the `fail_from`th on fail.
 struct SlowJournal {
     delay: Duration,
+    begun: Arc<AtomicU64>,
     durable: Arc<AtomicU64>,
     syncs: Arc<AtomicU64>,
     fail_from: u64,
@@ -26,6 +27,7 @@ impl Journal for SlowJournal {
             index > self.durable.load(Ordering::SeqCst),
             "batches committed out of order"
         );
+        self.begun.store(index, Ordering::SeqCst);
         std::thread::sleep(self.delay);
         let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
         if n >= self.fail_from {
@@ -50,6 +52,16 @@ fn put(key: &str) -> WriteOp {
 }
 
 fn start(delay_ms: u64, fail_from: u64) -> (Store, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let (store, _, durable, syncs) = start_seen(delay_ms, fail_from);
+    (store, durable, syncs)
+}
+
+/// [`start`], with the journal's `begun` too.
+fn start_seen(
+    delay_ms: u64,
+    fail_from: u64,
+) -> (Store, Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let begun = Arc::new(AtomicU64::new(0));
     let durable = Arc::new(AtomicU64::new(0));
     let syncs = Arc::new(AtomicU64::new(0));
     let store = Store::start(
@@ -57,13 +69,14 @@ fn start(delay_ms: u64, fail_from: u64) -> (Store, Arc<AtomicU64>, Arc<AtomicU64
         0,
         Box::new(SlowJournal {
             delay: Duration::from_millis(delay_ms),
+            begun: begun.clone(),
             durable: durable.clone(),
             syncs: syncs.clone(),
             fail_from,
         }),
         Vec::new(),
     );
-    (store, durable, syncs)
+    (store, begun, durable, syncs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +276,7 @@ async fn paths_added_to_the_watched_ones_are_in_every_removal_published_after() 
     // clients that read only those learn of it from them). A reload adds
     // the paths clients may newly read before their grants change: the
     // removals applied without them must all be published by then.
-    let (store, durable, _) = start(300, u64::MAX);
+    let (store, begun, durable, _) = start_seen(300, u64::MAX);
     let removal = || WriteOp::Delete {
         key: "/a".into(),
         dir: true,
@@ -277,7 +290,9 @@ async fn paths_added_to_the_watched_ones_are_in_every_removal_published_after() 
         let store = store.clone();
         async move { store.write(removal()).await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    while begun.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let added = tokio::task::spawn_blocking({
         let store = store.clone();
         move || {

@@ -542,12 +542,18 @@ impl Store {
     /// them is published (or after `timeout`): a removal published from
     /// then on records the new paths below it. A reload adds the paths a
     /// client may newly read before its grants change, so that no removal
-    /// reaches that client without them.
-    pub fn add_watched(&self, watched: Vec<String>, timeout: Duration) {
+    /// reaches that client without them. False when `timeout` passed
+    /// first.
+    pub fn add_watched(&self, watched: Vec<String>, timeout: Duration) -> bool {
         let (tx, rx) = mpsc::channel();
-        if self.tx.send(Command::AddWatched(watched, tx)).is_ok() {
-            let _ = rx.recv_timeout(timeout);
+        if self.tx.send(Command::AddWatched(watched, tx)).is_err() {
+            // Stopped: nothing will be published.
+            return true;
         }
+        !matches!(
+            rx.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
     }
 
     /// Stops the writer after the writes already queued, and waits (up to
