@@ -616,8 +616,6 @@ fn init_logging(format: &str) {
     }
 }
 
-/// Raises the open-files limit to its hard maximum; fails when
-/// `max_connections` cannot fit under it.
 /// Raises the open-files limit to its hard limit, and checks that it
 /// allows `max_connections`; `check_only` (for `check`) checks what it
 /// could be raised to, changing nothing.

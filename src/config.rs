@@ -323,11 +323,17 @@ fn key_at(text: &str, at: usize) -> Option<String> {
     let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
     let (key, _) = text[start..end].split_once('=')?;
+    // A bare key, as this file's keys are (not a string holding `=`, in a
+    // list written over several lines).
     let key = key.trim();
-    if key.is_empty() || key.starts_with(['[', '#']) || key.contains(char::is_whitespace) {
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return None;
     }
-    let key = key.replace('"', "");
+    let key = key.to_string();
     let table = text[..start]
         .lines()
         .rev()
@@ -792,6 +798,24 @@ mod tests {
             e.0.starts_with("k.toml:8:1: log.fromat: unknown field `fromat`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_field_and_no_other() {
+        let parse = |tail: &str| {
+            Config::parse(Path::new("k.toml"), &format!("{MIN}{tail}"))
+                .unwrap_err()
+                .0
+        };
+        let e = parse("[server]\nmax_connections = '10'\n");
+        assert!(
+            e.starts_with("k.toml:8:19: server.max_connections: invalid type"),
+            "{e}"
+        );
+        // Inside a list written over several lines: no field, rather than
+        // one made of a string holding `=`.
+        let e = parse("[[bind]]\nany = true\nroles = [\n  \"O=Acme\", 5,\n]\n");
+        assert!(e.starts_with("k.toml:10:13: invalid type"), "{e}");
     }
 
     #[test]

@@ -1170,12 +1170,12 @@ fn import_value(v: &serde_json::Value, now: i64) -> Result<Import, String> {
                     if parent.is_empty() { "/" } else { &parent }
                 )
             })?;
-        // Every node etcd writes has indexes of 1 or more; one of 0 would
-        // be listed without it (as etcd omits it), and that export would
-        // not import again.
         if !seen.insert(key) {
             return Err(format!("node {key:?} is listed twice"));
         }
+        // Every node etcd writes has indexes of 1 or more; one of 0 would
+        // be listed without it (as etcd omits it), and that export would
+        // not import again.
         let index = |name: &str| {
             n.get(name)
                 .and_then(Value::as_u64)
