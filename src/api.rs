@@ -166,6 +166,12 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, app.max_body_bytes).collect().await {
         Ok(b) => b.to_bytes(),
+        // The client reset the stream, or broke its body off: no answer
+        // reaches it, and nothing is counted (as an HTTP/1.1 client that
+        // leaves mid-body).
+        Err(e) if !e.is::<http_body_util::LengthLimitError>() => {
+            return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
+        }
         Err(_) => {
             let resp = body_too_large(app.max_body_bytes);
             let status = resp.status();

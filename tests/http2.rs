@@ -22,7 +22,8 @@ use rustls::pki_types::ServerName;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
-type AnyBody = BoxBody<Bytes, Infallible>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type AnyBody = BoxBody<Bytes, BoxError>;
 
 /// An HTTP/2 connection whose requests may carry any body, and the task
 /// that runs it (finished once the server closed the connection).
@@ -61,24 +62,42 @@ fn request(kg: &Keygate, method: &str, target: &str, body: AnyBody) -> Request<A
 }
 
 fn full(body: &str) -> AnyBody {
-    Full::new(Bytes::from(body.to_string())).boxed()
+    Full::new(Bytes::from(body.to_string()))
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
-/// A body that sends its first bytes, then nothing more.
-struct Stalled(bool);
+/// A body that sends its first bytes, then nothing more (`breaks`: then
+/// fails, and the client resets the stream).
+struct Stalled {
+    sent: bool,
+    breaks: bool,
+}
+
+impl Stalled {
+    fn new(breaks: bool) -> Stalled {
+        Stalled {
+            sent: false,
+            breaks,
+        }
+    }
+}
 
 impl Body for Stalled {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.0 {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.sent {
+            if self.breaks {
+                return Poll::Ready(Some(Err("broken off".into())));
+            }
             return Poll::Pending;
         }
-        self.0 = true;
+        self.sent = true;
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"value=")))))
     }
 }
@@ -197,7 +216,7 @@ async fn a_stream_whose_body_stalls_is_reset_at_request_timeout() {
     let cert = pki.client("h2");
     let kg = Keygate::start(pki.clone(), "request_timeout = \"1s\"");
     let (mut send, _conn) = connect(&kg, &cert).await;
-    let mut stalled = request(&kg, "PUT", "/v2/keys/stalled", Stalled(false).boxed());
+    let mut stalled = request(&kg, "PUT", "/v2/keys/stalled", Stalled::new(false).boxed());
     stalled
         .headers_mut()
         .insert("content-length", "100".parse().unwrap());
@@ -343,4 +362,43 @@ async fn an_answer_the_client_never_takes_ends_its_connection() {
         .expect("the connection outlived its answer's deadline")
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+/// A request body the client breaks off (its stream reset) is no 413 in
+/// the metrics: the client left, as an HTTP/1.1 client leaving mid-body.
+/// One over max_body_bytes still is.
+#[tokio::test]
+async fn a_body_broken_off_is_not_counted_as_too_large() {
+    let pki = Arc::new(Pki::new());
+    let cert = pki.client("h2");
+    let ops = common::free_port();
+    let kg = Keygate::start(
+        pki.clone(),
+        &format!("ops_listen = \"127.0.0.1:{ops}\"\nmax_body_bytes = 64"),
+    );
+    let (mut send, _conn) = connect(&kg, &cert).await;
+    let mut broken = request(&kg, "PUT", "/v2/keys/b", Stalled::new(true).boxed());
+    broken
+        .headers_mut()
+        .insert("content-length", "100".parse().unwrap());
+    assert!(send.send_request(broken).await.is_err());
+    // The connection serves its next stream; nothing was written.
+    send.ready().await.unwrap();
+    let r = send
+        .send_request(request(&kg, "GET", "/v2/keys/b", full("")))
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.status, 404);
+    let (_, metrics) = common::ops_request(ops, "GET", "/metrics");
+    assert!(!metrics.contains("status=\"413\""), "{metrics}");
+    assert!(metrics.contains("status=\"404\""), "{metrics}");
+    // A body over max_body_bytes is still 413, and counted.
+    let big = format!("value={}", "v".repeat(100));
+    let r = send
+        .send_request(request(&kg, "PUT", "/v2/keys/b", full(&big)))
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.status, 413);
+    let (_, metrics) = common::ops_request(ops, "GET", "/metrics");
+    assert!(metrics.contains("status=\"413\""), "{metrics}");
 }
