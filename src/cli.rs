@@ -154,7 +154,7 @@ fn check(path: &Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     crate::tls::server_config(&config.tls).map_err(|e| e.to_string())?;
     // What `serve` would refuse before it starts.
-    served_backend(path, &config)?;
+    embedded_dir(path, &config, NO_UPSTREAM)?;
     raise_nofile(config.server.max_connections, true)?;
     println!("{}: OK", path.display());
     println!(
@@ -465,22 +465,26 @@ fn create_data_dir(data_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn embedded_dir(path: &Path, config: &Config) -> Result<(PathBuf, u64), String> {
+/// The embedded store's directory and compaction size; `otherwise` says
+/// why another backend is refused.
+fn embedded_dir(path: &Path, config: &Config, otherwise: &str) -> Result<(PathBuf, u64), String> {
     match &config.backend {
         Backend::Embedded {
             data_dir,
             compact_bytes,
         } => Ok((data_dir.clone(), *compact_bytes)),
-        Backend::Upstream { .. } => Err(format!(
-            "{}: backend.kind: export and import work on the embedded store only",
-            path.display()
-        )),
+        Backend::Upstream { .. } => Err(format!("{}: backend.kind: {otherwise}", path.display())),
     }
 }
 
+/// Why `serve` (and `check`) refuse the upstream backend.
+const NO_UPSTREAM: &str = "\"upstream\" is not available in this version: use \"embedded\"";
+/// Why `export` and `import` refuse it.
+const EMBEDDED_ONLY: &str = "export and import work on the embedded store only";
+
 fn export(path: &Path, out: Option<&Path>) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let (data_dir, compact_bytes) = embedded_dir(path, &config)?;
+    let (data_dir, compact_bytes) = embedded_dir(path, &config, EMBEDDED_ONLY)?;
     if !data_dir.join(crate::store::persist::FILE).exists() {
         return Err(format!(
             "{}: no store here (backend.data_dir)",
@@ -501,7 +505,7 @@ fn export(path: &Path, out: Option<&Path>) -> Result<(), String> {
 
 fn import(path: &Path, file: &Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let (data_dir, compact_bytes) = embedded_dir(path, &config)?;
+    let (data_dir, compact_bytes) = embedded_dir(path, &config, EMBEDDED_ONLY)?;
     let bytes = std::fs::read(file)
         .map_err(|e| format!("{}: cannot read: {}", file.display(), io_reason(&e)))?;
     let plan = crate::store::persist::read_import(bytes, now_nanos())
@@ -640,21 +644,6 @@ fn raise_nofile(max_connections: usize, check_only: bool) -> Result<(), String> 
     Ok(())
 }
 
-/// The embedded store's directory and compaction size; upstream is
-/// refused (not in this version).
-fn served_backend(path: &Path, config: &Config) -> Result<(PathBuf, u64), String> {
-    match &config.backend {
-        Backend::Embedded {
-            data_dir,
-            compact_bytes,
-        } => Ok((data_dir.clone(), *compact_bytes)),
-        Backend::Upstream { .. } => Err(format!(
-            "{}: backend.kind: \"upstream\" is not available in this version: use \"embedded\"",
-            path.display()
-        )),
-    }
-}
-
 fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     init_logging(&config.log.format);
@@ -666,7 +655,7 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
         .parse()
         .map_err(|_| format!("{}: server.listen: invalid address", path.display()))?;
     raise_nofile(config.server.max_connections, false)?;
-    let (data_dir, compact_bytes) = served_backend(path, &config)?;
+    let (data_dir, compact_bytes) = embedded_dir(path, &config, NO_UPSTREAM)?;
     // Take the port first: a port in use fails before the store is touched.
     let std_listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

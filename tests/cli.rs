@@ -71,6 +71,21 @@ fn check(config: &Path) -> Output {
     run(&["check", "--config", config.to_str().unwrap()])
 }
 
+/// Runs `check`, which must accept `config`; its output.
+#[track_caller]
+fn checks(config: &Path) -> Output {
+    let out = check(config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}: stdout {:?} stderr {:?}",
+        config.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A config directory with a test PKI.
 struct Setup {
     pki: Pki,
@@ -129,14 +144,7 @@ impl Setup {
 fn check_accepts_a_valid_config() {
     let s = Setup::new();
     let config = s.write("keygate.toml", &s.config_text("127.0.0.1:2379"));
-    let out = check(&config);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout {:?} stderr {:?}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = checks(&config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("team-a"),
@@ -260,13 +268,7 @@ fn an_unusable_advertise_url_is_refused() {
             "idle_timeout = \"2m\"",
             &format!("idle_timeout = \"2m\"\nadvertise_url = {good:?}"),
         );
-        let out = check(&config);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{good}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        checks(&config);
     }
 }
 
@@ -425,13 +427,7 @@ fn limits_out_of_range_are_refused() {
         "idle_timeout = \"2m\"",
         "idle_timeout = \"1ms\"\nmax_body_bytes = 268435456\nmax_header_bytes = 16777216\nmax_header_count = 10000\nmax_streams_per_connection = 1",
     );
-    let out = check(&config);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    checks(&config);
 }
 
 /// SPEC §7: with `tls.crl` set, revocation is checked. A CRL file that
@@ -478,13 +474,7 @@ fn a_crl_file_without_a_usable_crl_is_refused() {
         }
     }
     let config = s.variant(&client_ca, &format!("{client_ca}\ncrl = [{pem:?}]"));
-    let out = check(&config);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    checks(&config);
 }
 
 #[test]
@@ -553,14 +543,7 @@ fn dev_certs_writes_ten_files_and_refuses_to_overwrite() {
          client_ca = \"certs/ca.pem\"\n[backend]\ndata_dir = \"data\"\n",
     )
     .unwrap();
-    let out = check(&config);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout {:?} stderr {:?}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    checks(&config);
 }
 
 /// SPEC §2: with the development CA in `tls.client_ca`, `serve` refuses a

@@ -317,16 +317,7 @@ async fn sigterm_ends_http2_watches_cleanly() {
             .expect("the watch's stream was reset, not ended");
         assert!(body.to_bytes().is_empty());
     }
-    let code = loop {
-        if let Some(code) = kg.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "keygate did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let code = kg.exited_within(started, Duration::from_secs(10)).await;
     assert!(code.success(), "{code:?}");
 }
 

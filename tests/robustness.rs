@@ -1216,16 +1216,7 @@ async fn sigterm_ends_waiting_watches_cleanly_and_exits_0() {
     raw.extend_from_slice(&rest);
     let text = String::from_utf8_lossy(&raw);
     assert!(text.ends_with("\r\n0\r\n\r\n"), "{text:?}");
-    let code = loop {
-        if let Some(code) = s.kg.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "keygate did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let code = s.kg.exited_within(started, Duration::from_secs(10)).await;
     assert!(code.success(), "{code:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),

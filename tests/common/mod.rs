@@ -339,6 +339,22 @@ impl Keygate {
         self.dir.path().join("data")
     }
 
+    /// Waits for the process to exit, at most until `started + within`
+    /// (a test's clock); its status.
+    pub async fn exited_within(
+        &mut self,
+        started: Instant,
+        within: Duration,
+    ) -> std::process::ExitStatus {
+        loop {
+            if let Some(code) = self.child.try_wait().unwrap() {
+                return code;
+            }
+            assert!(started.elapsed() < within, "keygate did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILLs the process (no chance to flush or clean up) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
