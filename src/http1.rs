@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Body;
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, DATE, EXPECT, HOST, TRANSFER_ENCODING,
+};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -65,6 +67,10 @@ enum Stop {
     Gone,
     /// Malformed or ambiguous framing: 400, then close.
     BadRequest,
+    /// 400 saying why, then close (Go's words, so etcd's).
+    BadRequestBecause(&'static str),
+    /// An `Expect` other than `100-continue`: 417, then close.
+    ExpectationFailed,
     /// A head over the limits: 431, then close.
     HeadTooLarge,
     /// A body over `max_body_bytes`: 413 etcd-style, then close.
@@ -83,6 +89,14 @@ impl Stop {
         let resp = match self {
             Stop::Gone => return None,
             Stop::BadRequest => api::plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
+            Stop::BadRequestBecause(why) => {
+                api::plain(StatusCode::BAD_REQUEST, &format!("400 Bad Request: {why}"))
+            }
+            Stop::ExpectationFailed => {
+                let mut r = Response::new(ApiBody::empty());
+                *r.status_mut() = StatusCode::EXPECTATION_FAILED;
+                r
+            }
             Stop::HeadTooLarge => api::headers_too_large(),
             Stop::BodyTooLarge => return Some(api::body_too_large(limits.max_body_bytes)),
         };
@@ -509,6 +523,37 @@ fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, Stop
     )))
 }
 
+/// What Go's server (and so etcd) refuses in a head before its body:
+/// HTTP/1.1 without exactly one well-formed `Host`, and an `Expect` other
+/// than `100-continue`.
+fn host_and_expect(head: &Head) -> Result<(), Stop> {
+    let mut hosts = head.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if head.version == Version::HTTP_11 => {
+            return Err(Stop::BadRequestBecause("missing required Host header"));
+        }
+        (Some(_), Some(_)) => return Err(Stop::BadRequest),
+        (Some(host), None) if !host.as_bytes().iter().all(|b| valid_host_byte(*b)) => {
+            return Err(Stop::BadRequestBecause("malformed Host header"));
+        }
+        _ => {}
+    }
+    if head
+        .headers
+        .get(EXPECT)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    {
+        return Err(Stop::ExpectationFailed);
+    }
+    Ok(())
+}
+
+/// A byte a `Host` value may hold: a name, an IP literal and a port (the
+/// set Go accepts).
+fn valid_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!$%&'()*+,-.:;=[]_~".contains(&b)
+}
+
 /// How the request body is framed.
 enum Framing {
     None,
@@ -590,6 +635,7 @@ where
             }
         }
     };
+    host_and_expect(&head)?;
     let framing = framing(&head)?;
     let body = match framing {
         Framing::None => Bytes::new(),

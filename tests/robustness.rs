@@ -964,6 +964,57 @@ async fn expect_100_continue_gets_its_interim_answer() {
     s.assert_alive().await;
 }
 
+// Go's server, and so etcd, refuses an HTTP/1.1 request without one
+// well-formed Host (400, saying which) and an Expect other than
+// 100-continue (417), closing the connection. Recorded from etcd 3.4.23
+// (Debian etcd-server, --enable-v2) with raw requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_and_expect_are_checked_as_etcd_checks_them() {
+    let mut s = Server::start("").await;
+    let cases: [(&[u8], u16, &str); 4] = [
+        (
+            b"GET /v2/keys/ HTTP/1.1\r\n\r\n",
+            400,
+            "400 Bad Request: missing required Host header\n",
+        ),
+        (
+            b"GET /v2/keys/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            400,
+            "400 Bad Request\n",
+        ),
+        (
+            b"GET /v2/keys/ HTTP/1.1\r\nHost: a b\r\n\r\n",
+            400,
+            "400 Bad Request: malformed Host header\n",
+        ),
+        (
+            b"GET /v2/keys/ HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n",
+            417,
+            "",
+        ),
+    ];
+    for (request, status, body) in cases {
+        let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+            .await
+            .unwrap();
+        tls.write_all(request).await.unwrap();
+        let answers = read_answers(&mut tls, 1).await;
+        let (got, headers, text) = &answers[0];
+        assert_eq!(*got, status, "{answers:?}");
+        assert_eq!(header(headers, "connection"), Some("close"), "{answers:?}");
+        assert_eq!(text, body, "{answers:?}");
+    }
+    // HTTP/1.0 needs no Host.
+    let mut tls = tls_connect(&s.addr(), s.ca(), Some(&s.cert), false)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /v2/keys/ HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answers(&mut tls, 1).await[0].0, 200);
+    s.assert_alive().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_in_order() {
     let mut s = Server::start("").await;

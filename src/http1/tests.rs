@@ -63,11 +63,12 @@ fn heads_split_across_reads_are_gathered() {
 
 #[test]
 fn bodies_by_length_and_chunked() {
-    let (req, rest) = read(b"PUT /k HTTP/1.1\r\nContent-Length: 7\r\n\r\nvalue=xGET").unwrap();
+    let (req, rest) =
+        read(b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\r\nvalue=xGET").unwrap();
     assert_eq!(req.body().as_ref(), b"value=x");
     assert_eq!(rest, b"GET");
     let (req, rest) =
-        read(b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nval\r\n4;e=1\r\nue=x\r\n0\r\nT: 1\r\n\r\nGET")
+        read(b"PUT /k HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nval\r\n4;e=1\r\nue=x\r\n0\r\nT: 1\r\n\r\nGET")
             .unwrap();
     assert_eq!(req.body().as_ref(), b"value=x");
     assert_eq!(rest, b"GET");
@@ -77,7 +78,7 @@ fn bodies_by_length_and_chunked() {
 fn framing_errors() {
     let cases: [(&[u8], u16); 9] = [
         (
-            b"PUT /k HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             400,
         ),
         (
@@ -85,22 +86,22 @@ fn framing_errors() {
             400,
         ),
         (
-            b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            b"PUT /k HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
             400,
         ),
-        (b"PUT /k HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\nab", 400),
-        (b"PUT /k HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"PUT /k HTTP/1.1\r\nContent-Length: 65\r\n\r\n", 413),
+        (b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 2\r\n\r\nab", 400),
+        (b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 65\r\n\r\n", 413),
         (
-            b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n",
+            b"PUT /k HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n",
             413,
         ),
         (
-            b"PUT /k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n",
+            b"PUT /k HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\r\n0\r\n\r\n",
             400,
         ),
         // The client leaves mid-body.
-        (b"PUT /k HTTP/1.1\r\nContent-Length: 9\r\n\r\nab", 0),
+        (b"PUT /k HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nab", 0),
     ];
     for (input, want) in cases {
         let got = read(input).map(|_| ()).unwrap_err();
@@ -111,9 +112,9 @@ fn framing_errors() {
 #[test]
 fn head_limits() {
     let many: String = (0..101).map(|i| format!("H{i}: v\r\n")).collect();
-    let input = format!("GET / HTTP/1.1\r\n{many}\r\n");
+    let input = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
     assert_eq!(read(input.as_bytes()).map(|_| ()).unwrap_err(), 431);
-    let long = format!("GET / HTTP/1.1\r\nA: {}", "x".repeat(90_000));
+    let long = format!("GET / HTTP/1.1\r\nHost: h\r\nA: {}", "x".repeat(90_000));
     assert_eq!(read(long.as_bytes()).map(|_| ()).unwrap_err(), 431);
 }
 
@@ -122,7 +123,7 @@ fn a_head_trickled_a_byte_at_a_time_is_parsed_once_per_line() {
     // Parsing the whole head again at every byte would cost its length
     // squared: 20,000 parses of up to 20 KB here.
     let input = format!(
-        "GET /v2/keys/a HTTP/1.1\r\nA: {}\r\n\r\n",
+        "GET /v2/keys/a HTTP/1.1\r\nHost: h\r\nA: {}\r\n\r\n",
         "x".repeat(20_000)
     );
     PARSES.with(|n| n.set(0));
@@ -131,7 +132,7 @@ fn a_head_trickled_a_byte_at_a_time_is_parsed_once_per_line() {
     let parses = PARSES.with(|n| n.get());
     assert!(parses <= 8, "{parses} parses of a three-line head");
     // A head that never ends is refused once it outgrows the limit.
-    let endless = format!("GET / HTTP/1.1\r\nA: {}", "x".repeat(90_000));
+    let endless = format!("GET / HTTP/1.1\r\nHost: h\r\nA: {}", "x".repeat(90_000));
     PARSES.with(|n| n.set(0));
     assert_eq!(
         read_with(endless.as_bytes(), 1, &limits())
@@ -152,7 +153,8 @@ fn more_headers_than_the_stack_holds_when_the_limit_allows_them() {
     };
     let head = |n: usize| {
         let many: String = (0..n).map(|i| format!("H{i}: v\r\n")).collect();
-        format!("GET / HTTP/1.1\r\n{many}\r\n")
+        // HTTP/1.0: no Host needed, so all `n` headers are the test's.
+        format!("GET / HTTP/1.0\r\n{many}\r\n")
     };
     let (req, _) = read_with(head(200).as_bytes(), 4096, &limits).unwrap();
     assert_eq!(req.headers().len(), 200);
@@ -246,4 +248,30 @@ fn a_parked_write_leaves_what_would_wait_to_the_task() {
         let mut rest = Vec::new();
         assert!(!write_now(&mut server, b"x", &mut rest));
     });
+}
+
+#[test]
+fn host_and_expect_are_checked_as_go_checks_them() {
+    let refused: [(&[u8], u16); 5] = [
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n\r\n", 417),
+        (
+            b"PUT /k HTTP/1.0\r\nExpect: 100-continue-ish\r\nContent-Length: 1\r\n\r\nx",
+            417,
+        ),
+    ];
+    for (input, want) in refused {
+        let got = read(input).map(|_| ()).unwrap_err();
+        assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
+    }
+    let accepted: [&[u8]; 3] = [
+        b"GET / HTTP/1.0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:2379\r\n\r\n",
+    ];
+    for input in accepted {
+        assert!(read(input).is_ok(), "{:?}", String::from_utf8_lossy(input));
+    }
 }
