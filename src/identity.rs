@@ -64,11 +64,16 @@ impl Identity {
         id.o = subject.iter_organization().filter_map(text).collect();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
-                match name {
-                    GeneralName::DNSName(d) => id.dns.push((*d).to_string()),
-                    GeneralName::URI(u) => id.uris.push((*u).to_string()),
-                    GeneralName::RFC822Name(e) => id.emails.push((*e).to_string()),
-                    _ => {}
+                // A value with a NUL never matches, as a subject attribute
+                // with one (a glob's `*` would match it).
+                let (list, value) = match name {
+                    GeneralName::DNSName(d) => (&mut id.dns, *d),
+                    GeneralName::URI(u) => (&mut id.uris, *u),
+                    GeneralName::RFC822Name(e) => (&mut id.emails, *e),
+                    _ => continue,
+                };
+                if !value.contains('\0') {
+                    list.push(value.to_string());
                 }
             }
         }

@@ -464,6 +464,24 @@ async fn spiffe_only_certificate_is_accepted_and_matched_by_uri() {
     assert_eq!(r.status, 403, "{r:?}");
 }
 
+/// SPEC §3.1: an attribute that does not decode to UTF-8 without NUL never
+/// matches; SAN values too (a `*` matched the NUL).
+#[tokio::test]
+async fn a_san_with_a_nul_matches_no_bind() {
+    let pki = Arc::new(Pki::new());
+    let kg = start(&pki, None, &[], POLICY);
+    let nul = pki.issue("spiffe-nul", |p| {
+        p.distinguished_name = DistinguishedName::new();
+        p.subject_alt_names = vec![SanType::URI(
+            "spiffe://example.org/ns/team-b/web\0".try_into().unwrap(),
+        )];
+    });
+    assert_accepted(&kg, &nul).await;
+    let mut c = connect(&kg, &nul).await;
+    let r = c.req("PUT", "/v2/keys/team-b/k", Some("value=1")).await;
+    assert_eq!(r.status, 403, "a URI with a NUL matched a bind: {r:?}");
+}
+
 #[tokio::test]
 async fn a_bind_on_the_second_ou_matches() {
     let pki = Arc::new(Pki::new());
