@@ -332,7 +332,7 @@ fn route<'a>(
     if path == "/v2/keys" || path.starts_with("/v2/keys/") {
         return keys(app, client, req, start, decided);
     }
-    route_other(app, client, &req, decided).into()
+    route_other(app, client, &req, start, decided).into()
 }
 
 /// The endpoints beside the keys.
@@ -340,6 +340,7 @@ fn route_other(
     app: &App,
     client: &Client,
     req: &Request<Bytes>,
+    start: Instant,
     decided: &mut Decided,
 ) -> Response<ApiBody> {
     let path = req.uri().path();
@@ -385,12 +386,32 @@ fn route_other(
             r
         }),
         "/v2/stats/self" | "/v2/stats/store" | "/v2/stats/leader" => {
-            if client.grants().admin.is_none() {
-                *decided = Decided::Deny;
-                return denied();
-            }
-            *decided = Decided::Allow;
-            only(get, "GET", || json_response(stats(app, path)))
+            // Decided by the admin grant: its line names the path, and
+            // "admin" as the prefix that decided.
+            let grants = client.grants();
+            let (resp, origin) = match &grants.admin {
+                None => {
+                    *decided = Decided::Deny;
+                    (denied(), None)
+                }
+                Some(origin) => {
+                    *decided = Decided::Allow;
+                    let resp = only(get, "GET", || json_response(stats(app, path)));
+                    (
+                        resp,
+                        Some((origin.bind as i64, origin.role.as_str(), "admin")),
+                    )
+                }
+            };
+            let line = AuditLine {
+                method: method.as_str(),
+                key: path,
+                recursive: false,
+                wait: false,
+                decided: origin,
+            };
+            write_audit(app, client, &line, resp.status(), start);
+            resp
         }
         _ => not_found(),
     }
@@ -550,25 +571,56 @@ fn audit(
     if !app.audit {
         return;
     }
+    let decided = match basis {
+        None => None,
+        Some(Basis::Traverse) => Some((-1, "", "traverse")),
+        Some(Basis::Prefix { prefix, origin }) => {
+            Some((origin.bind as i64, origin.role.as_str(), prefix.as_str()))
+        }
+    };
+    let line = AuditLine {
+        method: req.method().as_str(),
+        key: &req.key,
+        recursive: req.recursive,
+        wait: req.is_watch(),
+        decided,
+    };
+    write_audit(app, client, &line, status, start);
+}
+
+/// What a decision's audit line says of the request.
+struct AuditLine<'a> {
+    method: &'a str,
+    key: &'a str,
+    recursive: bool,
+    wait: bool,
+    /// Allowed: the bind, role and prefix that decided; `None`: denied.
+    decided: Option<(i64, &'a str, &'a str)>,
+}
+
+fn write_audit(
+    app: &App,
+    client: &Client,
+    req: &AuditLine<'_>,
+    status: StatusCode,
+    start: Instant,
+) {
+    if !app.audit {
+        return;
+    }
     let id = &client.identity;
-    let (decision, prefix, role, bind) = match basis {
-        None => ("deny", "", "", -1i64),
-        Some(Basis::Traverse) => ("allow", "traverse", "", -1),
-        Some(Basis::Prefix { prefix, origin }) => (
-            "allow",
-            prefix.as_str(),
-            origin.role.as_str(),
-            origin.bind as i64,
-        ),
+    let (decision, (bind, role, prefix)) = match req.decided {
+        None => ("deny", (-1, "", "")),
+        Some(d) => ("allow", d),
     };
     let line = crate::audit::Decision {
         cn: id.cn.as_deref().unwrap_or(""),
         uri: id.uris.first().map(String::as_str).unwrap_or(""),
         fingerprint: &id.fingerprint[..id.fingerprint.len().min(16)],
-        method: req.method().as_str(),
-        key: &req.key,
+        method: req.method,
+        key: req.key,
         recursive: req.recursive,
-        wait: req.is_watch(),
+        wait: req.wait,
         decision,
         bind,
         role,

@@ -19,7 +19,9 @@ fn config(pki: &Pki, dir: &std::path::Path, format: &str) -> std::path::PathBuf 
              [backend]\ndata_dir = \"data\"\n\
              [log]\nformat = \"{format}\"\naudit = true\n\
              [roles.team-a]\nread = [\"/team-a\"]\nwrite = [\"/team-a\"]\n\
-             [[bind]]\ncn = \"team-a-*\"\nroles = [\"team-a\"]\n",
+             [[bind]]\ncn = \"team-a-*\"\nroles = [\"team-a\"]\n\
+             [roles.ops]\nadmin = true\n\
+             [[bind]]\ncn = \"ops-*\"\nroles = [\"ops\"]\n",
             pki.server.cert, pki.server.key, pki.ca
         ),
     )
@@ -174,4 +176,30 @@ async fn json_lines_time_the_answer_and_end_watches() {
     // The strings themselves (not quoted twice over).
     assert_eq!(f(end, "cn"), "team-a-app");
     assert_eq!(f(end, "key"), "/team-a/w");
+}
+
+/// `/v2/stats/*` is decided too (by the admin grant): one line each, the
+/// path as the key and "admin" as the prefix that decided.
+#[tokio::test]
+async fn stats_decisions_are_audited() {
+    let (pki, kg) = start("json");
+    let team = pki.client("team-a-app");
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &team).await;
+    assert_eq!(c.req("GET", "/v2/stats/self", None).await.status, 403);
+    let ops = pki.client("ops-1");
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &ops).await;
+    assert_eq!(c.req("GET", "/v2/stats/store", None).await.status, 200);
+    let parsed = json_lines(&kg, 2).await;
+    let f = |v: &serde_json::Value, k: &str| v["fields"][k].clone();
+    assert_eq!(f(&parsed[0], "decision"), "deny");
+    assert_eq!(f(&parsed[0], "key"), "/v2/stats/self");
+    assert_eq!(f(&parsed[0], "status"), 403);
+    assert_eq!(f(&parsed[1], "decision"), "allow");
+    assert_eq!(f(&parsed[1], "key"), "/v2/stats/store");
+    assert_eq!(f(&parsed[1], "method"), "GET");
+    assert_eq!(f(&parsed[1], "role"), "ops");
+    assert_eq!(f(&parsed[1], "bind"), 1);
+    assert_eq!(f(&parsed[1], "prefix"), "admin");
+    assert_eq!(f(&parsed[1], "status"), 200);
+    assert!(f(&parsed[1], "cn").as_str().unwrap().contains("ops-1"));
 }
