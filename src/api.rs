@@ -245,12 +245,64 @@ fn route_whole<'a>(app: &'a App, client: &'a Client, req: Request<Bytes>) -> Ans
             resp.into()
         }
         Answer::Later(f) => Answer::Later(Box::pin(async move {
+            // Counted when dropped: also when the answer is given up.
+            let mut counted = Counted {
+                app,
+                method,
+                decided,
+                start,
+                status: None,
+            };
             let resp = f.await;
             let resp = if head { strip_body(resp) } else { resp };
-            app.metrics
-                .record(&method, decided, resp.status(), start.elapsed());
+            counted.status = Some(resp.status());
             resp
         })),
+    }
+}
+
+/// The status logged and counted for a write whose answer was given up
+/// (the client reset its stream, or the request's deadline passed) before
+/// the write was durable: it may still commit. nginx's "client closed
+/// request".
+fn given_up() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+/// Counts a request when dropped: with its answer's status, or
+/// [`given_up`].
+struct Counted<'a> {
+    app: &'a App,
+    method: Method,
+    decided: Decided,
+    start: Instant,
+    status: Option<StatusCode>,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let status = self.status.unwrap_or_else(given_up);
+        self.app
+            .metrics
+            .record(&self.method, self.decided, status, self.start.elapsed());
+    }
+}
+
+/// An allowed write's audit line, written when dropped: with its answer's
+/// status, or [`given_up`] (the write may still commit, and its decision
+/// is logged all the same).
+struct WriteAudit<'a> {
+    app: &'a App,
+    client: &'a Client,
+    req: Permitted<KeysRequest>,
+    start: Instant,
+    status: Option<StatusCode>,
+}
+
+impl Drop for WriteAudit<'_> {
+    fn drop(&mut self) {
+        let status = self.status.unwrap_or_else(given_up);
+        audit_allowed(self.app, self.client, &self.req, status, self.start);
     }
 }
 
@@ -531,9 +583,16 @@ fn keys<'a>(
                     // Answered once durable: everything it needs moves into
                     // the future.
                     return Answer::Later(Box::pin(async move {
-                        let mut req = req;
-                        let mut resp = write_keys(app, &mut req, method).await;
-                        audit_allowed(app, client, &req, resp.status(), start);
+                        let mut audit = WriteAudit {
+                            app,
+                            client,
+                            req,
+                            start,
+                            status: None,
+                        };
+                        let mut resp = write_keys(app, &mut audit.req, method).await;
+                        audit.status = Some(resp.status());
+                        drop(audit);
                         cluster_header(app, &mut resp);
                         resp
                     }));

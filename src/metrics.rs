@@ -27,8 +27,8 @@ pub enum Decided {
 const DECISIONS: [&str; 3] = ["allow", "deny", "none"];
 
 /// The statuses keygate answers with; any other is counted as "other".
-const STATUSES: [u16; 17] = [
-    200, 201, 204, 301, 307, 400, 401, 403, 404, 405, 412, 413, 415, 431, 500, 501, 503,
+const STATUSES: [u16; 19] = [
+    200, 201, 204, 301, 307, 400, 401, 403, 404, 405, 412, 413, 415, 417, 431, 499, 500, 501, 503,
 ];
 
 /// Upper bounds of the latency buckets, seconds.

@@ -203,3 +203,53 @@ async fn stats_decisions_are_audited() {
     assert_eq!(f(&parsed[1], "status"), 200);
     assert!(f(&parsed[1], "cn").as_str().unwrap().contains("ops-1"));
 }
+
+/// A write whose answer is given up (here the client resets its HTTP/2
+/// streams at once) still writes its line: every write that committed has
+/// one, with its status or 499 when no answer was written.
+#[tokio::test]
+async fn a_write_given_up_still_writes_its_line() {
+    let (pki, kg) = start("json");
+    let cert = pki.client("team-a-app");
+    let mut c = Client::h2(&kg.addr(), &pki.ca, &cert).await;
+    for i in 0..300u64 {
+        let target = format!("/v2/keys/team-a/k{i}");
+        // Given up after 0 to 3 ms (the stream reset): some before the
+        // write reached the store, some while it committed, some after.
+        let wait = Duration::from_micros(10 * i);
+        let _ = tokio::time::timeout(wait, c.send("PUT", &target, Some("value=1"), &[])).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    let r = c.req("GET", "/v2/keys/team-a", None).await;
+    let committed: Vec<String> = match r.status {
+        200 => r.json()["node"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["key"].as_str().unwrap().to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    assert!(!committed.is_empty(), "no write committed: {r:?}");
+    let lines = json_lines(&kg, committed.len()).await;
+    let logged: std::collections::HashMap<String, u64> = lines
+        .iter()
+        .filter(|l| l["fields"]["method"] == "PUT")
+        .map(|l| {
+            (
+                l["fields"]["key"].as_str().unwrap().to_string(),
+                l["fields"]["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for key in &committed {
+        let status = logged.get(key);
+        assert!(
+            matches!(status, Some(201 | 499)),
+            "{key} committed, logged with {status:?} ({} of {} committed writes logged)",
+            committed.iter().filter(|k| logged.contains_key(*k)).count(),
+            committed.len()
+        );
+    }
+}
