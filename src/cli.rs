@@ -597,9 +597,17 @@ fn cluster_id(data_dir: &Path) -> Result<String, String> {
     }
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+/// Logs to stderr in `format`, at the levels `KEYGATE_LOG` sets; audit
+/// lines, when on, whatever it sets (`log.audit = false` turns them off,
+/// not a log level: SPEC §6 never drops them silently).
+fn init_logging(format: &str, audit: bool) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if audit {
+        if let Ok(on) = "keygate::audit=info".parse() {
+            filter = filter.add_directive(on);
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -646,7 +654,7 @@ fn raise_nofile(max_connections: usize, check_only: bool) -> Result<(), String> 
 
 fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    init_logging(&config.log.format);
+    init_logging(&config.log.format, config.log.audit);
     let live =
         crate::reload::Live::new(config.clone(), 0, Arc::new(config.clone()), allow_dev_certs)?;
     let addr: SocketAddr = config

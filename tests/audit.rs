@@ -253,3 +253,20 @@ async fn a_write_given_up_still_writes_its_line() {
         );
     }
 }
+
+/// Audit lines are on whatever KEYGATE_LOG says (`log.audit = false` is
+/// how to turn them off): a log level could drop them without a word.
+#[tokio::test]
+async fn a_log_level_does_not_silence_audit_lines() {
+    let pki = Arc::new(Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&pki, dir.path(), "json");
+    let kg = Keygate::try_start_logging(pki.clone(), dir, cfg, "warn,keygate::cli=info")
+        .unwrap_or_else(|r| panic!("{:?}", r.stderr));
+    let cert = pki.client("team-a-app");
+    let mut c = Client::h1(&kg.addr(), &pki.ca, &cert).await;
+    assert_eq!(c.req("GET", "/v2/keys/team-b/x", None).await.status, 403);
+    let parsed = json_lines(&kg, 1).await;
+    assert_eq!(parsed[0]["fields"]["decision"], "deny");
+    assert_eq!(parsed[0]["fields"]["key"], "/team-b/x");
+}

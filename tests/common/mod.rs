@@ -290,10 +290,21 @@ impl Keygate {
         dir: tempfile::TempDir,
         config: PathBuf,
     ) -> Result<Keygate, Refused> {
+        Keygate::try_start_logging(pki, dir, config, "info")
+    }
+
+    /// [`Keygate::try_start_with`], with `KEYGATE_LOG` set to `log` (which
+    /// must leave `keygate::cli`'s info lines on: the port is read there).
+    pub fn try_start_logging(
+        pki: Arc<Pki>,
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        log: &str,
+    ) -> Result<Keygate, Refused> {
         let mut child = Command::new(keygate_bin())
             .args(["serve", "--config"])
             .arg(&config)
-            .env("KEYGATE_LOG", "info")
+            .env("KEYGATE_LOG", log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
