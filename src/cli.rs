@@ -221,6 +221,9 @@ fn check(path: &Path) -> Result<(), String> {
     }
     check_pki(&config)?;
     check_rules(&config);
+    // SPEC §7: said, so that nobody counts on the EKU to keep out
+    // certificates made for other uses.
+    println!("note: a client certificate without an extended key usage extension is accepted (RFC 5280); one with it must list clientAuth");
     Ok(())
 }
 

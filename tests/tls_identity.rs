@@ -892,6 +892,15 @@ fn check_valid_config_exits_0_without_warnings() {
         "{}",
         out.stdout
     );
+    // SPEC §7: "a leaf with no EKU extension is accepted (RFC 5280), and
+    // `check`/`explain` say so".
+    assert!(
+        out.stdout.contains(
+            "a client certificate without an extended key usage extension is accepted (RFC 5280)"
+        ),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
