@@ -260,5 +260,35 @@ fn metrics(ops: &Ops) -> String {
             );
         }
     }
+    if !live.crls.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP keygate_crl_age_seconds Seconds since each CRL's thisUpdate, numbered in the order of tls.crl (its files, then the CRLs in each).\n\
+             # TYPE keygate_crl_age_seconds gauge"
+        );
+        for (i, (this_update, _)) in live.crls.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "keygate_crl_age_seconds{{index=\"{}\"}} {}",
+                i + 1,
+                now - this_update
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP keygate_crl_next_update_seconds Seconds until each CRL's nextUpdate (negative: past it; the CRL is still used), numbered as keygate_crl_age_seconds.\n\
+             # TYPE keygate_crl_next_update_seconds gauge"
+        );
+        for (i, (_, next_update)) in live.crls.iter().enumerate() {
+            if let Some(t) = next_update {
+                let _ = writeln!(
+                    out,
+                    "keygate_crl_next_update_seconds{{index=\"{}\"}} {}",
+                    i + 1,
+                    t - now
+                );
+            }
+        }
+    }
     out
 }

@@ -48,6 +48,8 @@ pub struct Live {
     /// `--allow-dev-certs`: the development CA may be trusted on an
     /// address other than loopback.
     pub allow_dev_certs: bool,
+    /// thisUpdate and nextUpdate of each CRL, Unix seconds.
+    pub crls: Vec<(i64, Option<i64>)>,
 }
 
 impl Live {
@@ -98,6 +100,7 @@ impl Live {
             client_cas,
             verifier,
             server_not_after,
+            crls: crate::tls::crl_dates(&config.tls),
             config,
             boot,
             allow_dev_certs,

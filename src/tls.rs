@@ -17,6 +17,27 @@ use crate::config::{io_reason, ConfigError, Tls};
 /// Marker in the subject of the CA that `keygate dev-certs` makes.
 pub const DEV_CA_MARKER: &str = "keygate development CA";
 
+/// thisUpdate and nextUpdate (Unix seconds) of each CRL in `tls.crl`, in
+/// order: the files, then the CRLs in each (those that parse: the
+/// verifier refuses a configuration with one that does not).
+pub fn crl_dates(tls: &Tls) -> Vec<(i64, Option<i64>)> {
+    let mut dates = Vec::new();
+    for path in &tls.crl {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        for der in CertificateRevocationListDer::pem_slice_iter(&bytes).flatten() {
+            if let Ok((_, crl)) = x509_parser::parse_x509_crl(&der) {
+                dates.push((
+                    crl.last_update().timestamp(),
+                    crl.next_update().map(|t| t.timestamp()),
+                ));
+            }
+        }
+    }
+    dates
+}
+
 /// Whether `roots` hold the development CA (`keygate dev-certs`'s, whose
 /// private key is public).
 pub fn has_dev_ca(roots: &[CertificateDer<'_>]) -> bool {

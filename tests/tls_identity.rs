@@ -327,6 +327,33 @@ async fn crl_past_its_next_update_is_still_used() {
     assert_accepted(&kg, &sibling).await;
 }
 
+/// SPEC §7: a CRL past its nextUpdate is still used, and a metric shows
+/// its age.
+#[tokio::test]
+async fn a_crl_age_is_a_metric() {
+    let pki = Arc::new(Pki::new());
+    let stale = pki.path("stale.crl.pem");
+    pki.root.crl_dated(
+        &stale,
+        &[],
+        now() - time::Duration::days(10),
+        now() - time::Duration::days(3),
+    );
+    let (dir, config) = write_config(&pki, &pki.ca, &[stale], POLICY);
+    let ops = common::free_port();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"\n",
+        &format!("listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:{ops}\"\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let _kg = Keygate::start_with(pki.clone(), dir, config);
+    let (_, m) = common::ops_request(ops, "GET", "/metrics");
+    let age = common::metric(&m, "keygate_crl_age_seconds{index=\"1\"}");
+    assert!((age - 10.0 * 86_400.0).abs() < 600.0, "{age}: {m}");
+    let next = common::metric(&m, "keygate_crl_next_update_seconds{index=\"1\"}");
+    assert!((next + 3.0 * 86_400.0).abs() < 600.0, "{next}: {m}");
+}
+
 #[tokio::test]
 async fn with_crls_an_issuer_without_a_crl_is_refused() {
     let pki = Arc::new(Pki::new());
