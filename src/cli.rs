@@ -772,6 +772,7 @@ fn serve(path: &Path, allow_dev_certs: bool) -> Result<(), String> {
                     app: app.clone(),
                     listener: listener_stats.clone(),
                     stopping: stopping.clone(),
+                    keys: Default::default(),
                 }),
             ));
         }

@@ -27,6 +27,38 @@ pub struct Ops {
     pub listener: Arc<ListenerStats>,
     /// Set when keygate begins to stop.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// (store index, keys at that index): counted again only once the
+    /// store changed.
+    pub keys: std::sync::Mutex<Option<(u64, u64)>>,
+}
+
+/// Keys (not directories, hidden ones included) in the published store,
+/// counted off the async runtime (a walk of the whole tree) when the store
+/// changed since the last count.
+async fn keys_in_store(ops: &Arc<Ops>) -> Option<u64> {
+    let snap: Arc<crate::store::Snapshot> = Arc::clone(&ops.app.store.snapshot());
+    let cached = *ops.keys.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((index, keys)) = cached {
+        if index == snap.index {
+            return Some(keys);
+        }
+    }
+    let index = snap.index;
+    let keys = tokio::task::spawn_blocking(move || {
+        let mut keys = 0u64;
+        let mut stack = vec![snap.root.clone()];
+        while let Some(node) = stack.pop() {
+            match node.children() {
+                Some(children) => stack.extend(children.iter().map(|(_, c)| c.clone())),
+                None => keys += 1,
+            }
+        }
+        keys
+    })
+    .await
+    .ok()?;
+    *ops.keys.lock().unwrap_or_else(|p| p.into_inner()) = Some((index, keys));
+    Some(keys)
 }
 
 /// Serves the ops endpoints until the runtime stops.
@@ -40,7 +72,14 @@ pub async fn serve(listener: TcpListener, ops: Arc<Ops>) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let ops = ops.clone();
-                async move { Ok::<_, Infallible>(answer(&ops, &req)) }
+                async move {
+                    let keys = if req.uri().path() == "/metrics" {
+                        keys_in_store(&ops).await
+                    } else {
+                        None
+                    };
+                    Ok::<_, Infallible>(answer(&ops, &req, keys))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -63,7 +102,7 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
 
 const PLAIN: &str = "text/plain; charset=utf-8";
 
-fn answer<B>(ops: &Ops, req: &Request<B>) -> Response<Full<Bytes>> {
+fn answer<B>(ops: &Ops, req: &Request<B>, keys: Option<u64>) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), PLAIN);
     }
@@ -86,7 +125,7 @@ fn answer<B>(ops: &Ops, req: &Request<B>) -> Response<Full<Bytes>> {
         },
         "/metrics" => text(
             StatusCode::OK,
-            metrics(ops),
+            metrics(ops, keys),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into(), PLAIN),
@@ -107,7 +146,7 @@ fn readiness(ops: &Ops) -> Result<(), String> {
     Ok(())
 }
 
-fn metrics(ops: &Ops) -> String {
+fn metrics(ops: &Ops, keys: Option<u64>) -> String {
     let store = &ops.app.store;
     let c = store.commit_stats();
     let mut out = String::with_capacity(2048);
@@ -123,6 +162,14 @@ fn metrics(ops: &Ops) -> String {
         "The store's current index (X-Etcd-Index).",
         &[(String::new(), store.snapshot().index as f64)],
     );
+    if let Some(keys) = keys {
+        metric(
+            "keygate_store_keys",
+            "gauge",
+            "Keys in the store (not directories; hidden keys included).",
+            &[(String::new(), keys as f64)],
+        );
+    }
     metric(
         "keygate_store_failed",
         "gauge",

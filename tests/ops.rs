@@ -175,4 +175,24 @@ async fn requests_are_counted_by_method_decision_and_status() {
         );
     }
     assert!(!m.contains("team-a") && !m.contains("team-b"), "{m}");
+    // Keys in the store: directories not counted, hidden keys counted.
+    expect(
+        201,
+        c.req("PUT", "/v2/keys/team-a/d/k", Some("value=1")).await,
+    );
+    expect(
+        201,
+        c.req("PUT", "/v2/keys/team-a/_hidden", Some("value=1"))
+            .await,
+    );
+    expect(201, c.req("PUT", "/v2/keys/team-a/e?dir=true", None).await);
+    let (_, m) = ops_request(ops, "GET", "/metrics");
+    assert_eq!(metric(&m, "keygate_store_keys"), 2.0, "{m}");
+    expect(
+        200,
+        c.req("DELETE", "/v2/keys/team-a/d?recursive=true", None)
+            .await,
+    );
+    let (_, after) = ops_request(ops, "GET", "/metrics");
+    assert_eq!(metric(&after, "keygate_store_keys"), 1.0, "{after}");
 }
