@@ -306,6 +306,19 @@ async fn revoked_certificate_is_refused_and_its_sibling_accepted() {
     assert_accepted(&kg, &pki.client("team-a-other")).await;
 }
 
+/// The root's CRL revoking `serials`, issued ten days ago and past its
+/// nextUpdate for three: `stale.crl.pem`.
+fn stale_crl(pki: &Pki, serials: &[u64]) -> PathBuf {
+    let path = pki.path("stale.crl.pem");
+    pki.root.crl_dated(
+        &path,
+        serials,
+        now() - time::Duration::days(10),
+        now() - time::Duration::days(3),
+    );
+    path
+}
+
 #[tokio::test]
 async fn crl_past_its_next_update_is_still_used() {
     let pki = Arc::new(Pki::new());
@@ -315,13 +328,7 @@ async fn crl_past_its_next_update_is_still_used() {
     let sibling = pki.issue("team-a-sibling", |p| {
         p.serial_number = Some(SerialNumber::from(0x3002u64));
     });
-    let crl = pki.path("stale.crl.pem");
-    pki.root.crl_dated(
-        &crl,
-        &[0x3001],
-        now() - time::Duration::days(10),
-        now() - time::Duration::days(3),
-    );
+    let crl = stale_crl(&pki, &[0x3001]);
     let kg = start(&pki, None, &[crl], POLICY);
     assert_refused_with(&kg, &revoked, "CertificateRevoked").await;
     assert_accepted(&kg, &sibling).await;
@@ -332,13 +339,7 @@ async fn crl_past_its_next_update_is_still_used() {
 #[tokio::test]
 async fn a_crl_age_is_a_metric() {
     let pki = Arc::new(Pki::new());
-    let stale = pki.path("stale.crl.pem");
-    pki.root.crl_dated(
-        &stale,
-        &[],
-        now() - time::Duration::days(10),
-        now() - time::Duration::days(3),
-    );
+    let stale = stale_crl(&pki, &[]);
     let (dir, config) = write_config(&pki, &pki.ca, &[stale], POLICY);
     let ops = common::free_port();
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -990,13 +991,7 @@ fn check_lists_cas_without_a_crl_and_stale_crls() {
         out.stdout
     );
 
-    let stale = pki.path("stale.crl.pem");
-    pki.root.crl_dated(
-        &stale,
-        &[],
-        now() - time::Duration::days(10),
-        now() - time::Duration::days(3),
-    );
+    let stale = stale_crl(&pki, &[]);
     let (_dir2, config) = write_config(&pki, &pki.ca, &[stale], POLICY);
     let out = check(&config);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
