@@ -368,10 +368,11 @@ fn explain(
         println!("DENY: the certificate is refused at the TLS handshake: {e}");
         return Ok(false);
     }
-    let issuers: Vec<&[u8]> = chain[1..]
+    // As `Live::identity`: the configured CAs first.
+    let issuers: Vec<&[u8]> = roots
         .iter()
         .map(|c| c.as_ref())
-        .chain(roots.iter().map(|c| c.as_ref()))
+        .chain(chain[1..].iter().map(|c| c.as_ref()))
         .collect();
     let id = crate::identity::Identity::from_leaf(leaf, &issuers);
     println!("identity:");

@@ -41,9 +41,10 @@ pub fn sha256_hex(der: &[u8]) -> String {
 
 impl Identity {
     /// Reads the identity from the DER of the verified leaf certificate.
-    /// `issuers` are the candidate issuing certificates (the intermediates
-    /// the client sent and the configured CAs): the one whose key verifies
-    /// the leaf's signature is the issuer.
+    /// `issuers` are the candidate issuing certificates (the configured CAs,
+    /// then the intermediates the client sent): the first whose subject is
+    /// the leaf's issuer and whose key verifies the leaf's signature is the
+    /// issuer.
     pub fn from_leaf(der: &[u8], issuers: &[&[u8]]) -> Identity {
         let mut id = Identity {
             fingerprint: sha256_hex(der),

@@ -107,13 +107,16 @@ impl Live {
         })
     }
 
-    /// Who a verified chain (leaf first) is: its issuer is named among the
-    /// intermediates it presented and this configuration's CAs.
+    /// Who a verified chain (leaf first) is: its issuer is named among this
+    /// configuration's CAs first, then the intermediates it presented (an
+    /// older certificate of a configured CA, sent along, is not its
+    /// issuer).
     pub fn identity(&self, chain: &[CertificateDer<'_>]) -> Identity {
-        let issuers: Vec<&[u8]> = chain[1..]
+        let issuers: Vec<&[u8]> = self
+            .client_cas
             .iter()
-            .map(|c| c.as_ref())
-            .chain(self.client_cas.iter().map(Vec::as_slice))
+            .map(Vec::as_slice)
+            .chain(chain[1..].iter().map(|c| c.as_ref()))
             .collect();
         Identity::from_leaf(chain[0].as_ref(), &issuers)
     }

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{read, Ca, CertFiles, Client, Keygate, Pki};
-use rcgen::{BasicConstraints, DistinguishedName, DnType, IsCa, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose, SanType,
+};
 use rcgen::{ExtendedKeyUsagePurpose, SerialNumber};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -696,6 +698,53 @@ async fn issuer_bind_pins_to_one_ca() {
     assert_eq!(r.status, 403, "issuer is the intermediate: {r:?}");
     let r = c.req("PUT", "/v2/keys/ops-inter/k", Some("value=3")).await;
     assert_eq!(r.status, 201, "{r:?}");
+}
+
+/// SPEC §3.1: `issuer` is the CA certificate that issued the leaf, as
+/// configured. An older certificate of the same CA (its subject and key),
+/// sent along by the client, does not stand in for it.
+#[tokio::test]
+async fn an_older_certificate_of_the_ca_sent_along_is_not_the_issuer() {
+    let pki = Arc::new(Pki::new());
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "keygate test CA");
+    p.distinguished_name = dn;
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    p.not_before = time::macros::datetime!(2020-01-01 00:00 UTC);
+    p.not_after = time::macros::datetime!(2040-01-01 00:00 UTC);
+    let old = p.self_signed(&pki.root.key).unwrap();
+    let policy = format!(
+        "{POLICY}\n[roles.old]\nwrite = [\"/old\"]\n\n[roles.current]\nwrite = [\"/current\"]\n\n\
+         [[bind]]\ncn = \"ops-*\"\nissuer = \"{}\"\nroles = [\"old\"]\n\n\
+         [[bind]]\ncn = \"ops-*\"\nissuer = \"{}\"\nroles = [\"current\"]\n",
+        colon_sha256(old.der()),
+        colon_sha256(pki.root.der())
+    );
+    let kg = start(&pki, None, &[], &policy);
+    let leaf = pki.client("ops-1");
+    let with_old = CertFiles {
+        cert: pki.path("ops-1-with-old-ca.pem"),
+        key: leaf.key.clone(),
+    };
+    std::fs::write(
+        &with_old.cert,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&leaf.cert).unwrap(),
+            old.pem()
+        ),
+    )
+    .unwrap();
+    let mut c = connect(&kg, &with_old).await;
+    let r = c.req("PUT", "/v2/keys/current/k", Some("value=1")).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = c.req("PUT", "/v2/keys/old/k", Some("value=1")).await;
+    assert_eq!(
+        r.status, 403,
+        "the old CA certificate named the issuer: {r:?}"
+    );
 }
 
 // ---------------------------------------------------------------------
