@@ -363,7 +363,9 @@ fn explain(
         KeyPath::NotUtf8 => return Err("KEY: not valid UTF-8".into()),
     };
     let roots = crate::tls::client_roots(&config.tls).map_err(|e| e.to_string())?;
-    let verifier = crate::tls::client_verifier(&config.tls, &roots).map_err(|e| e.to_string())?;
+    let crls = crate::tls::client_crls(&config.tls).map_err(|e| e.to_string())?;
+    let verifier =
+        crate::tls::client_verifier(&config.tls, &roots, &crls).map_err(|e| e.to_string())?;
     if let Err(e) = verifier.verify_client_cert(leaf, &chain[1..], UnixTime::now()) {
         println!("DENY: the certificate is refused at the TLS handshake: {e}");
         return Ok(false);

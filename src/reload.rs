@@ -81,8 +81,11 @@ impl Live {
             }
             tracing::warn!("tls.client_ca contains the development CA: its private key is public, anyone can make a client certificate");
         }
+        // Each file read once: the verifier and the CRL metrics see the
+        // same contents.
+        let crls = crate::tls::client_crls(&config.tls).map_err(|e| e.to_string())?;
         let verifier =
-            crate::tls::client_verifier(&config.tls, &roots).map_err(|e| e.to_string())?;
+            crate::tls::client_verifier(&config.tls, &roots, &crls).map_err(|e| e.to_string())?;
         // The TLS versions keygate started with (a reload does not change
         // them: see `needs_restart`).
         let mut tls = config.tls.clone();
@@ -100,7 +103,7 @@ impl Live {
             client_cas,
             verifier,
             server_not_after,
-            crls: crate::tls::crl_dates(&config.tls),
+            crls: crate::tls::crl_dates(&crls),
             config,
             boot,
             allow_dev_certs,

@@ -1,6 +1,6 @@
 //! TLS: the server certificate, client certificate verification, ALPN.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -17,25 +17,53 @@ use crate::config::{io_reason, ConfigError, Tls};
 /// Marker in the subject of the CA that `keygate dev-certs` makes.
 pub const DEV_CA_MARKER: &str = "keygate development CA";
 
-/// thisUpdate and nextUpdate (Unix seconds) of each CRL in `tls.crl`, in
-/// order: the files, then the CRLs in each (those that parse: the
-/// verifier refuses a configuration with one that does not).
-pub fn crl_dates(tls: &Tls) -> Vec<(i64, Option<i64>)> {
-    let mut dates = Vec::new();
+/// The CRLs of `tls.crl`, each file's with its path, in order.
+pub type CrlFiles = Vec<(PathBuf, Vec<CertificateRevocationListDer<'static>>)>;
+
+/// Reads `tls.crl`. A file without a PEM CRL is refused: it would leave
+/// revocation unchecked, silently (with no CRL at all, the verifier checks
+/// none).
+pub fn client_crls(tls: &Tls) -> Result<CrlFiles, ConfigError> {
+    let mut files = Vec::new();
     for path in &tls.crl {
-        let Ok(bytes) = std::fs::read(path) else {
-            continue;
-        };
-        for der in CertificateRevocationListDer::pem_slice_iter(&bytes).flatten() {
-            if let Ok((_, crl)) = x509_parser::parse_x509_crl(&der) {
-                dates.push((
-                    crl.last_update().timestamp(),
-                    crl.next_update().map(|t| t.timestamp()),
-                ));
-            }
+        let bytes = std::fs::read(path).map_err(|e| {
+            ConfigError(format!(
+                "tls.crl: cannot read {}: {}",
+                path.display(),
+                io_reason(&e)
+            ))
+        })?;
+        let mut found = Vec::new();
+        for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
+            found.push(crl.map_err(|e| {
+                ConfigError(format!("tls.crl: {}: not a PEM CRL: {e}", path.display()))
+            })?);
         }
+        if found.is_empty() {
+            return Err(ConfigError(format!(
+                "tls.crl: {}: holds no PEM CRL (\"-----BEGIN X509 CRL-----\"; a DER one converts with `openssl crl -inform DER -outform PEM`)",
+                path.display()
+            )));
+        }
+        files.push((path.clone(), found));
     }
-    dates
+    Ok(files)
+}
+
+/// thisUpdate and nextUpdate (Unix seconds) of each CRL, in order: the
+/// files, then the CRLs in each (those that parse: the verifier refuses a
+/// configuration with one that does not).
+pub fn crl_dates(crls: &CrlFiles) -> Vec<(i64, Option<i64>)> {
+    crls.iter()
+        .flat_map(|(_, found)| found)
+        .filter_map(|der| x509_parser::parse_x509_crl(der).ok())
+        .map(|(_, crl)| {
+            (
+                crl.last_update().timestamp(),
+                crl.next_update().map(|t| t.timestamp()),
+            )
+        })
+        .collect()
 }
 
 /// Whether `roots` hold the development CA (`keygate dev-certs`'s, whose
@@ -103,6 +131,7 @@ pub fn client_roots(tls: &Tls) -> Result<Vec<CertificateDer<'static>>, ConfigErr
 pub fn client_verifier(
     tls: &Tls,
     client_roots: &[CertificateDer<'static>],
+    client_crls: &CrlFiles,
 ) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
     let provider = Arc::new(default_provider());
     let mut roots = RootCertStore::empty();
@@ -117,34 +146,13 @@ pub fn client_verifier(
     }
     let roots = Arc::new(roots);
     let mut crls = Vec::new();
-    for path in &tls.crl {
-        let bytes = std::fs::read(path).map_err(|e| {
-            ConfigError(format!(
-                "tls.crl: cannot read {}: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })?;
-        let mut found = Vec::new();
-        for crl in CertificateRevocationListDer::pem_slice_iter(&bytes) {
-            found.push(crl.map_err(|e| {
-                ConfigError(format!("tls.crl: {}: not a PEM CRL: {e}", path.display()))
-            })?);
-        }
-        // A file without one would leave revocation unchecked, silently
-        // (with no CRL at all, the verifier checks none).
-        if found.is_empty() {
-            return Err(ConfigError(format!(
-                "tls.crl: {}: holds no PEM CRL (\"-----BEGIN X509 CRL-----\"; a DER one converts with `openssl crl -inform DER -outform PEM`)",
-                path.display()
-            )));
-        }
+    for (path, found) in client_crls {
         // Parsed here, so that a damaged one is named by its file.
         WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .with_crls(found.iter().cloned())
             .build()
             .map_err(|e| ConfigError(format!("tls.crl: {}: {e}", path.display())))?;
-        crls.extend(found);
+        crls.extend(found.iter().cloned());
     }
     WebPkiClientVerifier::builder_with_provider(roots, provider)
         .with_crls(crls)
@@ -156,7 +164,10 @@ pub fn client_verifier(
 /// and verified against `client_ca` (and CRLs), TLS 1.2+, ALPN h2 and
 /// http/1.1, no session resumption (every connection is fully verified).
 pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, ConfigError> {
-    server_config_with(tls, client_verifier(tls, &client_roots(tls)?)?)
+    server_config_with(
+        tls,
+        client_verifier(tls, &client_roots(tls)?, &client_crls(tls)?)?,
+    )
 }
 
 /// [`server_config`] with a client verifier already built from `tls`.
